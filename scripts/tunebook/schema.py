@@ -1,0 +1,142 @@
+"""The schema of tunebook's own sections: ``meta``, ``data``, ``eval`` and ``launcher``.
+
+Every model forbids unknown keys, so a typo anywhere in a recipe, a group file or an override
+fails with a did-you-mean instead of vanishing. The ``axolotl`` section is Axolotl's and is
+checked against Axolotl's own schema (``tunebook.axolotl_schema``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelInfo(_Strict):
+    """Set by ``recipes/model/*.yaml``: what the planner and the twins need to know."""
+
+    name: str
+    family: Literal["llama", "mistral", "qwen2", "gemma2", "phi3"]
+    hub_id: str
+    revision: str | None = None  # a Hub commit sha, where one was validated
+    licence: str
+    params_b: float = Field(gt=0)
+    layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int | None = None  # when not hidden_size / heads (Gemma 2)
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    max_positions: int = Field(gt=0)
+    tie_embeddings: bool
+    lora_target_modules: list[str]
+    twin: str | None = None  # path of a locally built base (the embedded tiny default)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelInfo:
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        return self
+
+
+class MethodInfo(_Strict):
+    """Set by ``recipes/method/*.yaml``."""
+
+    name: str
+    kind: Literal["lora", "qlora", "full", "dpo"]
+    learning_rate_range: tuple[float, float]  # the field's recommended range; outside => warning
+
+
+class TaskInfo(_Strict):
+    """Set by ``recipes/task/*.yaml``."""
+
+    name: str
+    kind: Literal["generation", "classification", "extraction", "preference"]
+    description: str
+
+
+class Meta(_Strict):
+    title: str
+    status: Literal["stable", "dev", "archived"]
+    hardware: str  # human words, e.g. "1x 24 GB (RTX 4090, A10G, L4)"
+    gpu: str  # the GPU id it was planned for (recipes/hardware/gpus.yaml); `make plan` default
+    model: ModelInfo
+    method: MethodInfo
+    task: TaskInfo
+
+
+class DataChecks(_Strict):
+    """Thresholds of the data gate; a task sets them, OVERRIDES can change them."""
+
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # MinHash Jaccard, 5-gram shingles
+    max_exact_duplicates: int = Field(0, ge=0)
+    max_near_duplicates: int = Field(0, ge=0)
+    max_leaks: int = Field(0, ge=0)  # rows of val/test that (near-)duplicate a train row
+    max_label_imbalance: float = Field(1.5, ge=1)  # largest class / smallest class
+    max_too_long: int = Field(0, ge=0)  # rows longer than axolotl.sequence_len
+    max_pii: int = Field(0, ge=0)
+    max_errors_per_code: int = Field(10, gt=0)  # printed per code; the rest are counted
+
+
+class Data(_Strict):
+    format: Literal["chat", "instruction", "completion", "preference"]
+    train: str  # paths relative to the repository root
+    val: str
+    test: str
+    system_prompt: str | None = None  # a file under data-templates/prompts/
+    labels: list[str] | None = None  # classification: the allowed answers
+    answer_schema: str | None = None  # extraction: JSON Schema file the answers follow
+    checks: DataChecks = DataChecks()
+
+
+class Guard(_Strict):
+    metric: str
+    max_regression: float = Field(ge=0)  # absolute drop allowed vs base
+
+
+class Primary(_Strict):
+    suite: str
+    metric: str
+
+
+class Eval(_Strict):
+    suites: list[str]
+    primary: Primary
+    min_gain: float = Field(ge=0)  # absolute gain over base required on the primary metric
+    alpha: float = Field(0.05, gt=0, lt=1)
+    guards: dict[str, Guard] = {}
+    few_shot: int = Field(0, ge=0)
+    max_new_tokens: int = Field(128, gt=0)
+    limit: int | None = None  # evaluate the first N items of each suite (smoke runs)
+
+    @model_validator(mode="after")
+    def _primary_in_suites(self) -> Eval:
+        if self.primary.suite not in self.suites:
+            raise ValueError(f"primary.suite {self.primary.suite!r} is not in suites {self.suites}")
+        for g in self.guards:
+            if g not in self.suites:
+                raise ValueError(f"guard {g!r} is not in suites {self.suites}")
+        return self
+
+
+class Launcher(_Strict):
+    name: str
+    kind: Literal["single", "ddp", "deepspeed", "fsdp"]
+    gpus_per_node: int = Field(1, gt=0)
+    nnodes: int = Field(1, gt=0)
+    shards_optimizer: bool = False  # ZeRO-2/3, FSDP
+    shards_weights: bool = False  # ZeRO-3, FSDP full shard
+    offload: bool = False  # optimizer/params to CPU
+
+
+class Recipe(_Strict):
+    meta: Meta
+    axolotl: dict
+    data: Data
+    eval: Eval
+    launcher: Launcher
