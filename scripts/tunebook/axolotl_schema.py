@@ -7,9 +7,11 @@ Axolotl's own ``validate_config``. Importing Axolotl costs ~6 s, so it happens l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from tunebook.errors import UserError, did_you_mean
@@ -29,13 +31,24 @@ def _names(model: type) -> set[str]:
     return names
 
 
-@functools.cache
-def _models() -> dict[str, Any]:
+@contextlib.contextmanager
+def quiet_import() -> Iterator[None]:
+    """Import Axolotl without its torch/torchao start-up warnings, which are not the user's."""
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    logging.getLogger("axolotl").setLevel(logging.ERROR)
-    from axolotl.utils.schemas import datasets
-    from axolotl.utils.schemas.config import AxolotlInputConfig
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@functools.cache
+def _models() -> dict[str, Any]:
+    with quiet_import():
+        from axolotl.utils.config import validate_config  # noqa: F401  (warm the heavy import)
+        from axolotl.utils.schemas import datasets
+        from axolotl.utils.schemas.config import AxolotlInputConfig
 
     return {
         "config": AxolotlInputConfig,
@@ -96,6 +109,7 @@ def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
     """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys."""
     from pydantic import ValidationError
 
+    _models()
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
