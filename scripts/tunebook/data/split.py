@@ -1,0 +1,110 @@
+"""Deterministic, leak-free train/val/test splits.
+
+Rows are grouped first, then groups are assigned: a near-duplicate cluster (char-5 Jaccard above
+the threshold, see ``neardup``) is one group, so near-copies can never sit on both sides of a
+split (reliability.md 4.2: "split by group before deduping"). For classification the groups are
+split per label (stratified), so every split keeps the label mix. The order inside a label is a
+SHA-256 of the seed and the group's normalised text, not ``random``: the same file gives the
+same split on any machine and Python version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tunebook.data import neardup
+
+RATIOS = (0.8, 0.1, 0.1)
+SPLITS = ("train", "val", "test")
+
+
+def _order_key(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}\0{neardup.normalise(text)}".encode()).hexdigest()
+
+
+def _allocate(n: int, ratios: Sequence[float]) -> list[int]:
+    """Split n items into counts by ratios (largest remainder), every split >= 1 when n >= 3."""
+    raw = [n * r for r in ratios]
+    counts = [int(x) for x in raw]
+    for i in sorted(range(len(raw)), key=lambda k: raw[k] - counts[k], reverse=True):
+        if sum(counts) >= n:
+            break
+        counts[i] += 1
+    if n >= len(ratios):
+        for i in range(1, len(counts)):
+            if counts[i] == 0:
+                counts[0] -= 1
+                counts[i] = 1
+    return counts
+
+
+def assign(
+    texts: Sequence[str],
+    labels: Sequence[str | None] | None = None,
+    *,
+    seed: int = 0,
+    threshold: float = 0.8,
+    ratios: Sequence[float] = RATIOS,
+) -> list[int]:
+    """The split index (0 train, 1 val, 2 test) of every row.
+
+    Whole near-duplicate clusters move together; a cluster's label is its first row's label.
+    """
+    n = len(texts)
+    if n == 0:
+        return []
+    index = neardup.Index.build(texts)
+    exact: dict[str, int] = {}
+    root = list(range(n))
+    for i, t in enumerate(texts):
+        root[i] = exact.setdefault(neardup.exact_key(t), i)
+    near = neardup.clusters(index, threshold, skip={i for i in range(n) if root[i] != i})
+    for i in range(n):
+        r = root[i]
+        root[i] = near.root[r]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(root):
+        groups[r].append(i)
+    by_label: dict[Any, list[int]] = defaultdict(list)
+    for r in groups:
+        by_label[labels[r] if labels is not None else None].append(r)
+    out = [0] * n
+    for label in sorted(by_label, key=lambda x: "" if x is None else str(x)):
+        reps = sorted(by_label[label], key=lambda r: _order_key(seed, texts[r]))
+        # Allocate by rows, not groups: walk the groups and fill each split up to its quota.
+        total = sum(len(groups[r]) for r in reps)
+        quota = _allocate(total, ratios)
+        # Fill the smaller splits first so a big cluster lands in train, not val/test.
+        order = [1, 2, 0]
+        filled = [0, 0, 0]
+        k = 0
+        for r in reps:
+            size = len(groups[r])
+            while k < len(order) - 1 and filled[order[k]] + size > quota[order[k]]:
+                k += 1
+            split = order[k]
+            filled[split] += size
+            for i in groups[r]:
+                out[i] = split
+    return out
+
+
+def split_rows(
+    rows: Sequence[dict],
+    text_of: Callable[[dict], str],
+    label_of: Callable[[dict], str | None] | None = None,
+    *,
+    seed: int = 0,
+    threshold: float = 0.8,
+) -> dict[str, list[dict]]:
+    """``{"train": [...], "val": [...], "test": [...]}``, each in the input order."""
+    texts = [text_of(r) for r in rows]
+    labels = [label_of(r) for r in rows] if label_of else None
+    where = assign(texts, labels, seed=seed, threshold=threshold)
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for row, k in zip(rows, where, strict=True):
+        out[SPLITS[k]].append(row)
+    return out
