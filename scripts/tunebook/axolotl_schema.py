@@ -16,6 +16,9 @@ from typing import Any
 
 from tunebook.errors import UserError, did_you_mean
 
+# Keys whose list entries are dataset configs, checked against Axolotl's dataset models.
+DATASET_LISTS = ("datasets", "test_datasets")
+
 
 def _names(model: type) -> set[str]:
     names: set[str] = set()
@@ -47,13 +50,25 @@ def quiet_import() -> Iterator[None]:
 def _models() -> dict[str, Any]:
     with quiet_import():
         from axolotl.utils.config import validate_config  # noqa: F401  (warm the heavy import)
-        from axolotl.utils.schemas import datasets
         from axolotl.utils.schemas.config import AxolotlInputConfig
 
-    return {
-        "config": AxolotlInputConfig,
-        "datasets": (datasets.SFTDataset, datasets.DPODataset, datasets.KTODataset),
-    }
+    fields = AxolotlInputConfig.model_fields
+    entry_models = set()
+    for key in DATASET_LISTS:
+        entry_models |= _models_in(fields[key].annotation)
+    return {"config": AxolotlInputConfig, "datasets": tuple(entry_models)}
+
+
+def _models_in(annotation: Any) -> set[type]:
+    """Every pydantic model inside a type annotation (unions, lists, Annotated...)."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    found: set[type] = set()
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found |= _models_in(arg)
+    return found
 
 
 @functools.cache
@@ -77,8 +92,13 @@ def plugin_keys(plugins: list[str]) -> frozenset[str]:
     from axolotl.utils.config import prepare_plugins
     from axolotl.utils.dict import DictDefault
 
-    prepare_plugins(DictDefault({"plugins": plugins}))
-    _caps, merged = merge_input_args()
+    try:
+        with quiet_import():
+            prepare_plugins(DictDefault({"plugins": plugins}))
+            _caps, merged = merge_input_args()
+    except Exception as e:  # a plugin whose package is missing fails deep inside Axolotl
+        raise UserError(f"axolotl.plugins: cannot load {plugins}: {e}; install the plugin's "
+                        "package or remove it from plugins") from None
     return frozenset(_names(merged))
 
 
@@ -90,9 +110,10 @@ def unknown_keys(section: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     for key in section:
         if key not in known:
-            problems.append((f"axolotl.{key}", f"not an Axolotl 0.19.0 option{did_you_mean(key, known)}"))
+            problems.append((f"axolotl.{key}",
+                             f"not an Axolotl 0.19.0 option{did_you_mean(key, known)}"))
     ds_known = dataset_keys()
-    for list_key in ("datasets", "test_datasets"):
+    for list_key in DATASET_LISTS:
         for i, entry in enumerate(section.get(list_key) or []):
             if not isinstance(entry, dict):
                 continue
