@@ -638,7 +638,7 @@ def suggestions(config: dict[str, Any], gpu: gpus.GPU, n: int,
                               "axolotl.gradient_accumulation_steps": ga * mb // new}),
             "same result, lower GPU utilisation")
     opt = str(ax.get("optimizer") or "")
-    if kind == "full" and (OPTIMIZER_STATE_BYTES.get(opt, None) is None):
+    if kind == "full" and (OPTIMIZER_STATE_BYTES.get(opt) is None):
         add("8-bit AdamW states", "axolotl.optimizer=adamw_bnb_8bit",
             _variant(config, {"axolotl.optimizer": "adamw_bnb_8bit"}),
             "optimizer states 4-8 -> 2 B/param; usually no quality change")
@@ -702,7 +702,8 @@ def flops_per_token(arch: Arch, s: Settings) -> tuple[float, str]:
         lin_mult += 2
         mult_attn += 1
     f = lin_mult * N + mult_attn * attn_fwd
-    how = (f"{lin_mult} x N ({N / 1e9:.2f}B matmul params: {'2 fwd + 2 input-grad' if s.adapter else '2 fwd + 4 bwd'}"
+    parts = "2 fwd + 2 input-grad" if s.adapter else "2 fwd + 4 bwd"
+    how = (f"{lin_mult} x N ({N / 1e9:.2f}B matmul params: {parts}"
            f"{' + 2 recompute' if s.checkpointing else ''}) + attention {mult_attn} x "
            f"{attn_fwd / 1e9:.2f} GFLOP")
     if s.dpo:
