@@ -237,6 +237,157 @@ def chat_data_needs_template(r: schema.Recipe) -> Iterator[Finding]:
                           "with a chat template; set chat_template (e.g. tokenizer_default)")
 
 
+# Launcher rules (scale-out): what DeepSpeed, FSDP2 and Axolotl 0.19.0 accept together.
+
+# The decoder layer FSDP wraps per family: each model class's own ``_no_split_modules``.
+_DECODER_LAYER = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer",
+                  "qwen2": "Qwen2DecoderLayer", "gemma2": "Gemma2DecoderLayer",
+                  "phi3": "Phi3DecoderLayer"}
+
+
+def deepspeed_json(r: schema.Recipe) -> tuple[dict[str, Any] | None, str | None]:
+    """The DeepSpeed config the recipe points to, parsed, or the problem reading it."""
+    import json
+
+    from tunebook import paths
+
+    value = r.axolotl.get("deepspeed")
+    if isinstance(value, dict) or not value:
+        return value or None, None
+    try:
+        return json.loads((paths.ROOT / str(value)).read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, f"{value} does not exist; point it to a file in recipes/launcher/deepspeed/"
+    except json.JSONDecodeError as e:
+        return None, f"{value}:{e.lineno}: malformed JSON ({e.msg}); fix the file"
+
+
+@rule
+def launcher_matches_axolotl(r: schema.Recipe) -> Iterator[Finding]:
+    """``launcher.kind`` and the Axolotl keys that select the same strategy must agree."""
+    lk, ax = r.launcher, r.axolotl
+    ds, fsdp = ax.get("deepspeed"), ax.get("fsdp_config") or ax.get("fsdp")
+    if ds and fsdp:
+        yield Finding("error", "axolotl.deepspeed", "DeepSpeed and FSDP are exclusive; pick one "
+                      "launcher (launcher=deepspeed-zero3 or launcher=fsdp2)")
+    if lk.kind == "deepspeed" and not ds:
+        yield Finding("error", "axolotl.deepspeed", f"launcher {lk.name} is DeepSpeed but no "
+                      "DeepSpeed config is set; set axolotl.deepspeed to a JSON file")
+    if lk.kind == "fsdp" and not fsdp:
+        yield Finding("error", "axolotl.fsdp_config", f"launcher {lk.name} is FSDP but "
+                      "axolotl.fsdp_config is not set")
+    if lk.kind in ("single", "ddp") and (ds or fsdp):
+        key = "axolotl.deepspeed" if ds else "axolotl.fsdp_config"
+        yield Finding("error", key, f"launcher {lk.name} does not shard; remove {key} or pick "
+                      "a deepspeed-* or fsdp2 launcher")
+    if lk.kind == "single" and lk.gpus_per_node * lk.nnodes > 1:
+        yield Finding("error", "launcher.gpus_per_node", f"launcher single runs one process, "
+                      f"got {lk.nnodes} node(s) x {lk.gpus_per_node} GPU(s); use launcher=ddp "
+                      "(or a sharding launcher) for more than one GPU")
+    if lk.offload and lk.kind not in ("deepspeed", "fsdp"):
+        yield Finding("error", "launcher.offload", f"offload needs DeepSpeed or FSDP, launcher "
+                      f"{lk.name} is {lk.kind}; use launcher=deepspeed-zero3-offload")
+
+
+@rule
+def deepspeed_file_matches_launcher(r: schema.Recipe) -> Iterator[Finding]:
+    """The JSON's ZeRO stage and offload must match ``launcher:`` (the planner reads them)."""
+    cfg, problem = deepspeed_json(r)
+    if problem:
+        yield Finding("error", "axolotl.deepspeed", problem)
+    if cfg is None:
+        return
+    zero = cfg.get("zero_optimization") or {}
+    stage = int(zero.get("stage", 0))
+    offloads = any((zero.get(k) or {}).get("device", "none") != "none"
+                   for k in ("offload_optimizer", "offload_param"))
+    lk = r.launcher
+    claims = {"shards_weights": (lk.shards_weights, stage == 3),
+              "shards_optimizer": (lk.shards_optimizer, stage >= 1),
+              "offload": (lk.offload, offloads)}
+    for key, (said, actual) in claims.items():
+        if said != actual:
+            yield Finding("error", f"launcher.{key}", f"is {said} but {r.axolotl['deepspeed']} "
+                          f"(ZeRO stage {stage}, offload {offloads}) means {actual}; "
+                          "make them agree")
+    opt = str(r.axolotl.get("optimizer") or "")
+    if offloads and ("8bit" in opt or "paged" in opt):
+        yield Finding("error", "axolotl.optimizer", f"{opt} runs on the GPU only; with CPU "
+                      "offload DeepSpeed steps the optimizer on the CPU: set "
+                      "axolotl.optimizer=adamw_torch")
+
+
+@rule
+def qlora_sharded_weights(r: schema.Recipe) -> Iterator[Finding]:
+    """Sharding a 4-bit base needs one storage dtype: Axolotl stores NF4 weights in bf16."""
+    ax, lk = r.axolotl, r.launcher
+    if not (ax.get("load_in_4bit") and lk.shards_weights):
+        return
+    gpu = gpus.table().get(r.meta.gpu)
+    if ax.get("fp16") is True or ax.get("bf16") is False or (gpu is not None and not gpu.bf16):
+        yield Finding("error", "axolotl.bf16", f"QLoRA with {lk.name} shards 4-bit weights "
+                      "stored as bf16 (bnb_4bit_quant_storage); training in fp16/fp32 mixes "
+                      "dtypes and sharding fails: use bf16: true on a bf16 GPU, or launcher=ddp")
+    kwargs = ax.get("gradient_checkpointing_kwargs") or {}
+    if lk.kind == "deepspeed" and ax.get("gradient_checkpointing") \
+            and kwargs.get("use_reentrant") is False:
+        yield Finding("error", "axolotl.gradient_checkpointing_kwargs.use_reentrant",
+                      "QLoRA + ZeRO-3 with use_reentrant: false can raise CheckpointError "
+                      "(Axolotl 0.19.0 warns); set it to true")
+    if lk.kind == "fsdp" and (ax.get("fsdp_config") or {}).get("cpu_ram_efficient_loading"):
+        yield Finding("error", "axolotl.fsdp_config.cpu_ram_efficient_loading",
+                      "FSDP2 with load_in_4bit deadlocks when only rank 0 loads weights "
+                      "(Axolotl 0.19.0 rejects it); set it to false")
+
+
+@rule
+def fsdp2_settings(r: schema.Recipe) -> Iterator[Finding]:
+    """FSDP2 needs a wrap policy (else the model is one shard unit) and FSDP2-safe optimizers."""
+    ax = r.axolotl
+    fsdp = ax.get("fsdp_config")
+    if not fsdp:
+        return
+    if str(ax.get("fsdp_version")) != "2":
+        yield Finding("error", "axolotl.fsdp_version", "tunebook ships FSDP2 only (FSDP1 is "
+                      "deprecated in Axolotl 0.19.0); set fsdp_version: 2")
+    policy = fsdp.get("auto_wrap_policy")
+    layer = _DECODER_LAYER.get(r.meta.model.family)
+    if policy is None:
+        yield Finding("error", "axolotl.fsdp_config.auto_wrap_policy", "FSDP2 needs a wrap "
+                      "policy, else the whole model is gathered at once; set "
+                      "TRANSFORMER_BASED_WRAP (one unit per decoder layer)")
+    elif policy == "SIZE_BASED_WRAP" and not fsdp.get("min_num_params"):
+        yield Finding("error", "axolotl.fsdp_config.min_num_params", "SIZE_BASED_WRAP needs "
+                      "min_num_params (e.g. 100000000)")
+    cls = fsdp.get("transformer_layer_cls_to_wrap")
+    if cls and layer and cls != layer:
+        yield Finding("error", "axolotl.fsdp_config.transformer_layer_cls_to_wrap",
+                      f"{cls!r} is not a layer of {r.meta.model.name}; expected {layer!r} "
+                      "(or leave it unset: the model's own decoder layer is used)")
+    opt = str(ax.get("optimizer") or "")
+    if opt in ("adamw_8bit", "adamw_bnb_8bit"):
+        yield Finding("error", "axolotl.optimizer", f"{opt} fails under FSDP2 (bitsandbytes "
+                      "CUDA ops on sharded tensors); set axolotl.optimizer=adamw_torch_8bit")
+    if ax.get("rl") and (ax.get("load_in_4bit") or ax.get("load_in_8bit")):
+        yield Finding("error", "axolotl.load_in_4bit", f"FSDP2 cannot train {ax['rl']} on a "
+                      "quantized base (Axolotl 0.19.0); use launcher=deepspeed-zero3")
+    if ax.get("gradient_checkpointing") and fsdp.get("activation_checkpointing"):
+        yield Finding("warning", "axolotl.gradient_checkpointing", "FSDP already checkpoints "
+                      "activations; the Trainer's checkpointing adds an all-gather per layer")
+
+
+@rule
+def preference_reference_model(r: schema.Recipe) -> Iterator[Finding]:
+    """Full-weight DPO keeps a second full model as reference; ZeRO-3 shards it, memory doubles."""
+    ax = r.axolotl
+    if ax.get("rl") and not ax.get("adapter") and r.launcher.shards_weights \
+            and not ax.get("precompute_ref_log_probs"):
+        yield Finding("warning", "axolotl.rl", f"{ax['rl']} without an adapter under "
+                      f"{r.launcher.name} shards a second full reference model (2x weight "
+                      "memory); use a LoRA method (the frozen base is the reference) or set "
+                      "precompute_ref_log_probs: true")
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 
 def register(sub: argparse._SubParsersAction) -> None:
