@@ -1,0 +1,123 @@
+"""Strict validation: unknown keys anywhere, Axolotl's own checks, and each cross-field rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_user_error, run_tunebook
+from tunebook.errors import UserError
+from tunebook.validate import validate_recipe
+
+QLORA = "mistral7b-qlora-support"
+
+
+def _error(name: str, overrides: str) -> str:
+    with pytest.raises(UserError) as info:
+        validate_recipe(name, overrides)
+    return str(info.value)
+
+
+def _warnings(name: str, overrides: str) -> list[str]:
+    result = validate_recipe(name, overrides)
+    return [w.render(result.composed.sources) for w in result.warnings]
+
+
+# -- unknown keys ------------------------------------------------------------------------------
+
+def test_added_axolotl_typo_names_the_closest_key():
+    msg = _error(QLORA, "+axolotl.lora_rr=8")
+    assert "axolotl.lora_rr" in msg and "did you mean 'lora_r'" in msg
+    assert msg.startswith(f"recipe {QLORA}: override:"), "names where the key came from"
+
+
+def test_overriding_a_missing_key_without_plus_names_the_closest_key():
+    msg = _error(QLORA, "axolotl.lora_rr=8")
+    assert "'lora_r'" in msg and "+axolotl.lora_rr" in msg
+
+
+def test_unknown_key_in_our_sections():
+    msg = _error(QLORA, "+meta.titel=x")
+    assert "meta.titel" in msg and "did you mean 'title'" in msg
+
+
+def test_unknown_key_in_a_dataset_entry():
+    msg = _error(QLORA, "+axolotl.datasets.0.field_mesages=messages")
+    assert "axolotl.datasets[0].field_mesages" in msg and "'field_messages'" in msg
+
+
+def test_unknown_key_in_a_group_file_names_the_file(scratch_root):
+    qlora = scratch_root / "recipes" / "method" / "qlora.yaml"
+    qlora.write_text(qlora.read_text().replace("  load_in_4bit: true", "  load_in_4bit: true\n"
+                                               "  lora_rr: 8"))
+    result = run_tunebook("validate", "--recipe", QLORA, root=scratch_root)
+    assert_user_error(result, "recipes/method/qlora.yaml", "axolotl.lora_rr", "'lora_r'")
+
+
+def test_unknown_key_in_a_recipe_names_the_recipe(scratch_root):
+    recipe = scratch_root / "recipes" / f"{QLORA}.yaml"
+    recipe.write_text(recipe.read_text() + "  micro_bach_size: 4  # why: typo\n")
+    result = run_tunebook("validate", "--recipe", QLORA, root=scratch_root)
+    assert_user_error(result, f"recipes/{QLORA}.yaml", "micro_bach_size", "'micro_batch_size'")
+
+
+def test_axolotl_own_validator_runs():
+    msg = _error(QLORA, "+axolotl.warmup_steps=10")
+    assert "Axolotl rejects the config" in msg and "warmup" in msg
+
+
+def test_wrong_type_in_our_section():
+    msg = _error(QLORA, "data.checks.max_label_imbalance=0.5")
+    assert "data.checks.max_label_imbalance" in msg
+
+
+# -- cross-field rules -------------------------------------------------------------------------
+
+def test_qlora_needs_4bit_loading():
+    assert "load_in_4bit" in _error(QLORA, "axolotl.load_in_4bit=false")
+
+
+def test_qlora_method_needs_qlora_adapter():
+    assert "adapter: qlora" in _error(QLORA, "axolotl.adapter=lora")
+
+
+def test_learning_rate_outside_range_warns_with_the_range():
+    warnings = _warnings(QLORA, "axolotl.learning_rate=0.001")
+    assert any("0.0002-0.0005" in w and "axolotl.learning_rate" in w for w in warnings)
+    assert _warnings(QLORA, "") == []
+
+
+def test_dpo_needs_preference_data():
+    msg = _error("mistral7b-dpo-support", "task=support")
+    assert "data.format" in msg and "preference" in msg
+
+
+def test_preference_data_needs_a_preference_method():
+    assert "axolotl.rl" in _error("mistral7b-dpo-support", "method=lora")
+
+
+def test_sequence_len_within_model_positions():
+    msg = _error("gemma9b-qlora-support", "axolotl.sequence_len=16384")
+    assert "8192" in msg and "axolotl.sequence_len" in msg
+
+
+def test_flash_attention_on_hardware_without_it():
+    msg = _error(QLORA, "meta.gpu=t4-16g")
+    assert "FlashAttention-2" in msg and "T4" in msg
+
+
+def test_packing_without_flash_attention_is_flagged():
+    warnings = _warnings(QLORA, "+axolotl.sample_packing=true axolotl.attn_implementation=sdpa")
+    assert any("sample_packing" in w for w in warnings)
+
+
+def test_bf16_on_hardware_without_it():
+    msg = _error("qwen1.5b-lora-support", "axolotl.bf16=true")
+    assert "axolotl.bf16" in msg and "fp16" in msg
+
+
+def test_chat_data_needs_a_chat_template():
+    assert "chat_template" in _error(QLORA, "~axolotl.chat_template")
+
+
+def test_unknown_planned_gpu():
+    assert "meta.gpu" in _error(QLORA, "meta.gpu=a100-41g")
