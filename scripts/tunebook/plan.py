@@ -185,20 +185,21 @@ class Settings:
     dtype_bytes: int  # compute / weight dtype: 2 (bf16, fp16) or 4 (fp32)
     dtype_name: str
     attn: str  # flash_attention_2 | sdpa | eager
-    loss: str  # hf | hf-legacy | chunked | fused | dpo
+    loss: str  # hf | chunked | fused | dpo
     dpo: bool
     launcher: str
     gpus: int
     zero_stage: int  # 0 replicated; 1 optimiser; 2 + gradients; 3 + weights sharded
     offload: bool
     adapter_bytes: int  # PEFT keeps adapters in fp32 (autocast_adapter_dtype)
+    embedding_bytes: int  # Axolotl casts embeddings/LM head of a quantised base back to bf16
     evals_per_epoch: float
 
 
 def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | None = None,
                   framework: dict[str, Any] | None = None) -> Settings:
     """Resolve the recipe's training settings; ``framework`` holds knobs of non-Axolotl stacks
-    (used only by the calibration bench: ``adapter_bytes``, ``loss``)."""
+    (used only by the calibration bench: ``adapter_bytes``, ``embedding_bytes``, ``loss``)."""
     ax = config.get("axolotl") or {}
     meta = config.get("meta") or {}
     launcher = config.get("launcher") or {}
@@ -263,6 +264,7 @@ def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | No
         dpo=loss == "dpo" or kind == "dpo", launcher=lkind, gpus=n, zero_stage=int(stage),
         offload=bool(launcher.get("offload")),
         adapter_bytes=int(fw.get("adapter_bytes", 4)),
+        embedding_bytes=int(fw.get("embedding_bytes", dtype_bytes)),
         evals_per_epoch=float(ax.get("evals_per_epoch") or 0),
     )
 
@@ -378,9 +380,6 @@ def logits_bytes_per_element(arch: Arch, s: Settings) -> tuple[float, str]:
     if s.loss == "hf":
         return 12 + cap, ("transformers 5 loss: fp32 upcast of the logits, log-softmax saved in "
                           "fp32, its gradient and the input gradient (12 B/element)")
-    if s.loss == "hf-legacy":
-        return 14 + cap, ("transformers < 4.46: bf16 + fp32 logits, a contiguous shifted copy and "
-                          "the fp32 log-softmax alive together (14 B/element)")
     if s.loss == "chunked":
         return 2 + 12 / 8 + cap, ("chunked cross-entropy: bf16 logits + one fp32 chunk of 8 "
                                   "at a time (3.5 B/element)")
@@ -406,15 +405,17 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
     # 1. Frozen or trained weights.
     if s.adapter and s.quant_bits == 4:
         qb = NF4_BYTES if s.double_quant else NF4_BYTES_NO_DQ
-        w = P_lin * qb + (P_emb + P_oth) * bb
+        eb = s.embedding_bytes
+        w = P_lin * qb + (P_emb + P_oth) * eb
         how = (f"{P_lin / 1e9:.2f}B linear params x {qb:.3f} B (NF4"
                f"{' + double-quantised constants' if s.double_quant else ' + fp32 absmax'})"
-               f" + {(P_emb + P_oth) / 1e9:.2f}B embeddings/LM head/norms x {bb} B ({s.dtype_name},"
-               " never quantised)")
+               f" + {(P_emb + P_oth) / 1e9:.2f}B embeddings/LM head/norms x {eb} B "
+               f"({'fp32' if eb == 4 else s.dtype_name}, never quantised)")
     elif s.adapter and s.quant_bits == 8:
-        w = P_lin * INT8_BYTES + (P_emb + P_oth) * bb
+        eb = s.embedding_bytes
+        w = P_lin * INT8_BYTES + (P_emb + P_oth) * eb
         how = (f"{P_lin / 1e9:.2f}B linear params x 1 B (LLM.int8) + "
-               f"{(P_emb + P_oth) / 1e9:.2f}B embeddings/LM head/norms x {bb} B")
+               f"{(P_emb + P_oth) / 1e9:.2f}B embeddings/LM head/norms x {eb} B")
     else:
         w = arch.total_params * bb
         how = f"{arch.total_params / 1e9:.2f}B params x {bb} B ({s.dtype_name})"
@@ -423,6 +424,13 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         if s.offload:
             how += ", offloaded to CPU between uses"
     w_gpu = 0.0 if (w_shard > 1 and s.offload) else w / w_shard
+    fp32_embeddings = s.adapter and s.quant_bits < 16 and s.embedding_bytes == 4 and bb == 2
+    if fp32_embeddings:
+        # Plain PEFT (no Axolotl cast-back) leaves the LM head in fp32: autocast keeps a bf16
+        # copy of it from forward to backward.
+        head_copy = arch.vocab * arch.hidden * bb
+        w_gpu += head_copy
+        how += f"; + bf16 autocast copy of the fp32 LM head ({_gb(head_copy):.2f})"
     terms.append(Term("weights", _gb(w_gpu), how))
     if w_shard > 1:
         layer_w = (arch.layer_linear_params * (NF4_BYTES if s.quant_bits == 4 else bb)
@@ -493,9 +501,11 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
     lb, lhow = logits_bytes_per_element(arch, s)
     logits = lb * T * arch.vocab
     if s.checkpointing:
-        saved = bb * h * arch.layers * T
+        # fp32 embeddings make the residual stream fp32 (fp32 + bf16 promotes): 4 B checkpoints
+        rb = 4 if fp32_embeddings else bb
+        saved = rb * h * arch.layers * T
         terms.append(Term("activations: checkpoints", _gb(saved),
-                          f"{bb} B x hidden {h} x {arch.layers} layers x {T} tokens "
+                          f"{rb} B x hidden {h} x {arch.layers} layers x {T} tokens "
                           f"({seqs} seq x {s.seq_len}{', chosen+rejected' if s.dpo else ''})"))
         transient = max(layer_peak, logits)
         which = "logits & loss" if logits >= layer_peak else "one recomputed layer"
