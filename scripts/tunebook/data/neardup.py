@@ -134,10 +134,24 @@ class Index:
         return exact_jaccard(self.shingles(i), other.shingles(j))
 
 
-def _lsh(threshold: float):
-    from datasketch import MinHashLSH
+class LSH:
+    """datasketch's ``MinHashLSH`` over some rows of an ``Index`` (bands/rows chosen by
+    datasketch for the threshold), filled in one insertion session."""
 
-    return MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    def __init__(self, index: Index, threshold: float, rows: Sequence[int] | None = None):
+        from datasketch import MinHashLSH
+
+        self.index = index
+        self.threshold = threshold
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self.leans = {}
+        with self.lsh.insertion_session() as session:
+            for i in range(len(index)) if rows is None else rows:
+                lean = self.leans[i] = _lean(index.sig[i])
+                session.insert(i, lean, check_duplication=False)
+
+    def candidates(self, sig_row: np.ndarray) -> list[int]:
+        return self.lsh.query(_lean(sig_row))
 
 
 def _lean(sig_row: np.ndarray):
@@ -146,14 +160,6 @@ def _lean(sig_row: np.ndarray):
     lean = LeanMinHash.__new__(LeanMinHash)
     lean._initialize_slots(_SEED, sig_row, "affine64")
     return lean
-
-
-def _insert_all(lsh, index: Index, prefix: str = "") -> list:
-    leans = [_lean(index.sig[i]) for i in range(len(index))]
-    with lsh.insertion_session() as session:
-        for i, lean in enumerate(leans):
-            session.insert(f"{prefix}{i}", lean, check_duplication=False)
-    return leans
 
 
 @dataclass
@@ -168,7 +174,8 @@ class Clusters:
         return [i for i, r in enumerate(self.root) if r != i]
 
 
-def clusters(index: Index, threshold: float, skip: set[int] | None = None) -> Clusters:
+def clusters(index: Index, threshold: float, skip: set[int] | None = None,
+             lsh: LSH | None = None) -> Clusters:
     """Group rows whose exact char-5 Jaccard is >= threshold (LSH candidates, then confirmed).
 
     ``skip`` rows (e.g. exact duplicates, already reported) are left out of the search.
@@ -184,19 +191,13 @@ def clusters(index: Index, threshold: float, skip: set[int] | None = None) -> Cl
 
     pairs: list[tuple[int, int, float]] = []
     if n > 1:
-        lsh = _lsh(threshold)
         keep = [i for i in range(n) if not skip or i not in skip]
-        leans = {}
-        with lsh.insertion_session() as session:
-            for i in keep:
-                leans[i] = _lean(index.sig[i])
-                session.insert(i, leans[i], check_duplication=False)
-        seen: set[tuple[int, int]] = set()
+        lsh = lsh or LSH(index, threshold, keep)
+        keep_set = set(keep)
         for i in keep:
-            for j in lsh.query(leans[i]):
-                if j <= i or (i, j) in seen:
+            for j in lsh.lsh.query(lsh.leans[i]):
+                if j <= i or j not in keep_set:
                     continue
-                seen.add((i, j))
                 jac = index.jaccard(i, index, j)
                 if jac >= threshold:
                     pairs.append((i, j, jac))
@@ -207,20 +208,16 @@ def clusters(index: Index, threshold: float, skip: set[int] | None = None) -> Cl
     return Clusters(root=root, pairs=pairs)
 
 
-def cross_matches(
-    query: Index, target: Index, threshold: float
-) -> list[tuple[int, int, float]]:
-    """(query row, target row, jaccard) for query rows that near-duplicate a target row."""
-    if len(query) == 0 or len(target) == 0:
-        return []
-    lsh = _lsh(threshold)
-    _insert_all(lsh, target)
+def cross_matches(query: Index, target: Index | LSH, threshold: float,
+                  rows: Sequence[int] | None = None) -> list[tuple[int, int, float]]:
+    """(query row, target row, jaccard) for query rows that near-duplicate a target row,
+    the most similar target row for each."""
+    lsh = target if isinstance(target, LSH) else LSH(target, threshold)
     out: list[tuple[int, int, float]] = []
-    for i in range(len(query)):
+    for i in range(len(query)) if rows is None else rows:
         best: tuple[int, float] | None = None
-        for key in lsh.query(_lean(query.sig[i])):
-            j = int(key)
-            jac = query.jaccard(i, target, j)
+        for j in lsh.candidates(query.sig[i]):
+            jac = query.jaccard(i, lsh.index, j)
             if jac >= threshold and (best is None or jac > best[1]):
                 best = (j, jac)
         if best is not None:
