@@ -120,7 +120,7 @@ test-fast: setup ## tier 1 only: no training
 	$(VENV)/bin/python -m pytest -n 2 -m "not smoke and not slow"
 
 lint: setup ## ruff + yamllint + shellcheck
-	$(VENV)/bin/ruff check scripts tests && $(VENV)/bin/yamllint -s recipes eval-suites data-templates
+	$(VENV)/bin/ruff check scripts tests && $(VENV)/bin/yamllint -s recipes eval-suites data-templates && $(VENV)/bin/shellcheck .ci/run scripts/*.sh
 
 bench: bench-validate bench-data bench-plan bench-train ## every benchmark
 
