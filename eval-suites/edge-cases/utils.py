@@ -1,0 +1,7 @@
+"""Scoring of the edge-cases suite: every check of the item must pass (tunebook.scoring)."""
+
+from tunebook import scoring
+
+
+def process_results(doc, results):
+    return {"robust": scoring.check_edge(results[0], doc["checks"])}

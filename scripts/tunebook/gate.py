@@ -1,0 +1,288 @@
+"""The ship gate: tuned vs base on the same held-out items, paired, item by item.
+
+"If it did not clearly improve, do not ship it." Both models answered the same items (same
+``doc_hash`` and ``prompt_hash`` in lm-eval's per-sample logs), so the comparison is paired:
+
+- binary per-item metrics (accuracy, refusal, format checks): exact McNemar test on the
+  discordant pairs (statsmodels ``mcnemar(exact=True)``), which is a two-sided binomial test;
+- every metric: a seeded paired bootstrap of the mean difference (vectorised numpy, checked
+  against ``scipy.stats.bootstrap(paired=True)`` in the tests) for the confidence interval.
+
+Policy, from the run's recipe ``eval`` section:
+
+- primary ``{suite, metric}`` ships only when the gain is at least ``min_gain`` *and* it is
+  significant at ``alpha`` (McNemar p < alpha for a binary metric; the paired-bootstrap
+  (1 - alpha) interval above zero for a continuous one);
+- each guard ``{suite: {metric, max_regression}}`` fails when the tuned model is worse than
+  the base by more than ``max_regression`` (point estimate; its interval is shown so a
+  reviewer sees how certain that is).
+
+Exit 0 ship, 1 do not ship (``CheckFailed``), 2 when the two evaluations are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunebook import evaluate, paths
+from tunebook.errors import CheckFailed, UserError
+
+N_RESAMPLES = 10_000
+SEED = 20260101
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def mcnemar_exact(base: np.ndarray, tuned: np.ndarray) -> tuple[list[list[int]], float]:
+    """The 2x2 table [[both right, base only], [tuned only, both wrong]] and the exact p."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    b = np.asarray(base).astype(bool)
+    t = np.asarray(tuned).astype(bool)
+    table = [[int(np.sum(b & t)), int(np.sum(b & ~t))], [int(np.sum(~b & t)), int(np.sum(~b & ~t))]]
+    if table[0][1] + table[1][0] == 0:
+        return table, 1.0  # no discordant pair: no evidence either way
+    return table, float(mcnemar(table, exact=True).pvalue)
+
+
+def bootstrap_deltas(base: np.ndarray, tuned: np.ndarray, n_resamples: int = N_RESAMPLES,
+                     seed: int = SEED) -> np.ndarray:
+    """Means of (tuned - base) over ``n_resamples`` paired resamples of the items."""
+    d = np.asarray(tuned, dtype=float) - np.asarray(base, dtype=float)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // max(1, len(d)))
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, len(d), size=(stop - start, len(d)))
+        out[start:stop] = d[idx].mean(axis=1)
+    return out
+
+
+def paired_bootstrap_ci(base: np.ndarray, tuned: np.ndarray, confidence: float = 0.95,
+                        n_resamples: int = N_RESAMPLES, seed: int = SEED) -> tuple[float, float]:
+    """Percentile interval of the mean paired difference."""
+    deltas = bootstrap_deltas(base, tuned, n_resamples, seed)
+    lo, hi = np.quantile(deltas, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    return float(lo), float(hi)
+
+
+def is_binary(*arrays: np.ndarray) -> bool:
+    return all(np.isin(np.asarray(a, dtype=float), (0.0, 1.0)).all() for a in arrays)
+
+
+# ------------------------------------------------------------------------------------ pairing
+
+
+def paired(base_dir: Path, tuned_dir: Path, suite: str,
+           metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item values of ``metric`` for base and tuned, joined on doc_id, prompts checked."""
+    base = {r["doc_id"]: r for r in evaluate.load_samples(base_dir, suite)}
+    tuned = {r["doc_id"]: r for r in evaluate.load_samples(tuned_dir, suite)}
+    if set(base) != set(tuned):
+        raise UserError(f"suite {suite}: base and tuned evaluated different items "
+                        f"({len(base)} vs {len(tuned)}); re-run `make baseline` and `make eval`")
+    ids = sorted(base, key=lambda x: int(x) if str(x).isdigit() else str(x))
+    for i in ids:
+        for h in ("doc_hash", "prompt_hash"):
+            if base[i].get(h) != tuned[i].get(h):
+                raise UserError(f"suite {suite}, item {i}: {h} differs between base and tuned; "
+                                "the two models saw different inputs, so a paired test is "
+                                "invalid. Re-run `make baseline` and `make eval`")
+    if metric not in base[ids[0]]:
+        have = [k for k, v in base[ids[0]].items() if isinstance(v, (int, float))
+                and k not in ("doc_id",)]
+        raise UserError(f"suite {suite} has no per-item metric {metric!r}; it has "
+                        f"{', '.join(have)}. Fix eval.primary / eval.guards in the recipe's task")
+    try:
+        b = np.array([float(base[i][metric]) for i in ids])
+        t = np.array([float(tuned[i][metric]) for i in ids])
+    except (TypeError, ValueError):
+        raise UserError(f"suite {suite}: {metric!r} is a corpus-level metric (no per-item value); "
+                        "gate on a per-item metric such as acc, rougeL or field_f1") from None
+    return b, t
+
+
+# ------------------------------------------------------------------------------------ gate
+
+
+@dataclass
+class Row:
+    suite: str
+    metric: str
+    role: str  # primary | guard | info
+    n: int
+    base: float
+    tuned: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    p: float | None  # McNemar exact (binary) or one-sided bootstrap (continuous)
+    test: str
+    rule: str
+    verdict: str  # pass | fail | info
+
+
+def compare(base: np.ndarray, tuned: np.ndarray, alpha: float) -> dict[str, Any]:
+    delta = float(np.mean(tuned) - np.mean(base))
+    lo, hi = paired_bootstrap_ci(base, tuned, confidence=1 - alpha)
+    if is_binary(base, tuned):
+        table, p = mcnemar_exact(base, tuned)
+        test = f"McNemar exact (b={table[0][1]}, c={table[1][0]})"
+    else:
+        deltas = bootstrap_deltas(base, tuned)
+        p = float((np.sum(deltas <= 0) + 1) / (len(deltas) + 1))
+        test = "paired bootstrap (one-sided p)"
+    return {"n": len(base), "base": float(np.mean(base)), "tuned": float(np.mean(tuned)),
+            "delta": delta, "ci_low": lo, "ci_high": hi, "p": p, "test": test,
+            "binary": is_binary(base, tuned)}
+
+
+def decide(config: dict[str, Any], base_dir: Path, tuned_dir: Path) -> dict[str, Any]:
+    """The gate's rows and decision for one tuned evaluation against its baseline."""
+    ev = config["eval"]
+    alpha = float(ev.get("alpha", 0.05))
+    check_comparable(base_dir, tuned_dir)
+    rows: list[Row] = []
+    reasons: list[str] = []
+
+    ps, pm = ev["primary"]["suite"], ev["primary"]["metric"]
+    c = compare(*paired(base_dir, tuned_dir, ps, pm), alpha)
+    min_gain = float(ev.get("min_gain", 0.0))
+    significant = (c["p"] < alpha) if c["binary"] else (c["ci_low"] > 0)
+    ok = c["delta"] >= min_gain and c["delta"] > 0 and significant
+    sig_rule = f"p < {alpha}" if c["binary"] else f"{1 - alpha:.0%} CI > 0"
+    rows.append(Row(ps, pm, "primary", rule=f"gain >= {min_gain:g} and {sig_rule}",
+                    verdict="pass" if ok else "fail", **_fields(c)))
+    if not ok:
+        why = []
+        if c["delta"] < min_gain or c["delta"] <= 0:
+            why.append(f"gain {c['delta']:+.3f} < min_gain {min_gain:g}")
+        if not significant:
+            why.append(f"not significant ({c['test']}: p={c['p']:.3g})" if c["binary"]
+                       else f"{1 - alpha:.0%} CI [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] "
+                            "includes 0")
+        reasons.append(f"primary {ps}/{pm}: " + " and ".join(why))
+
+    for suite, guard in (ev.get("guards") or {}).items():
+        c = compare(*paired(base_dir, tuned_dir, suite, guard["metric"]), alpha)
+        margin = float(guard["max_regression"])
+        ok = c["delta"] >= -margin - 1e-12
+        rows.append(Row(suite, guard["metric"], "guard", rule=f"drop <= {margin:g}",
+                        verdict="pass" if ok else "fail", **_fields(c)))
+        if not ok:
+            reasons.append(f"guard {suite}/{guard['metric']} regressed {c['delta']:+.3f} "
+                           f"(allowed -{margin:g})")
+
+    gated = {ps, *(ev.get("guards") or {})}
+    for suite in ev["suites"]:
+        if suite in gated:
+            continue
+        metric = first_metric(base_dir, suite)
+        if metric:
+            c = compare(*paired(base_dir, tuned_dir, suite, metric), alpha)
+            rows.append(Row(suite, metric, "info", rule="reported", verdict="info", **_fields(c)))
+
+    decision = "ship" if not reasons else "do not ship"
+    return {"decision": decision, "ship": not reasons, "reasons": reasons, "alpha": alpha,
+            "min_gain": min_gain, "rows": [asdict(r) for r in rows],
+            "baseline": str(base_dir), "eval": str(tuned_dir),
+            "n_resamples": N_RESAMPLES, "seed": SEED}
+
+
+def _fields(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: c[k] for k in ("n", "base", "tuned", "delta", "ci_low", "ci_high", "p", "test")}
+
+
+def first_metric(out_dir: Path, suite: str) -> str | None:
+    """The suite's first per-item numeric metric (its headline), from the samples log."""
+    rows = evaluate.load_samples(out_dir, suite)
+    if not rows:
+        return None
+    for name in rows[0].get("metrics") or []:
+        if isinstance(rows[0].get(name), (int, float)):
+            return name
+    return None
+
+
+def check_comparable(base_dir: Path, tuned_dir: Path) -> None:
+    base, tuned = evaluate.read_meta(base_dir), evaluate.read_meta(tuned_dir)
+    diffs = []
+    if base["spec"]["prompt_hash"] != tuned["spec"]["prompt_hash"] or \
+            base["spec"]["versions"] != tuned["spec"]["versions"]:
+        diffs = evaluate.spec_differences(base["spec"], tuned["spec"])
+    if base.get("model") != tuned.get("model"):
+        diffs.append(f"base model {base.get('model')} vs {tuned.get('model')}")
+    if diffs:
+        raise UserError("baseline and tuned evaluation are not comparable: " + "; ".join(diffs)
+                        + "; re-run `make baseline` then `make eval`")
+
+
+def gate_run(run: Any, *, log: Any = print) -> dict[str, Any]:
+    """Decide for ``run``; print the table; record it in gate.json and the manifest."""
+    tuned_dir = run.path / evaluate.EVAL_DIR
+    if not (tuned_dir / evaluate.META).is_file():
+        raise UserError(f"RUN={paths.rel(run.path)} has no evaluation; run `make eval` first")
+    meta = evaluate.read_meta(tuned_dir)
+    base_dir = Path(meta["baseline"])
+    if not (base_dir / evaluate.META).is_file():
+        raise UserError(f"the baseline {paths.rel(base_dir)} of this evaluation is gone; "
+                        "run `make baseline` then `make eval` again")
+    config = evaluate.run_config(run)
+    result = decide(config, base_dir, tuned_dir)
+    (run.path / "gate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    run.update_manifest(gate={k: result[k] for k in ("decision", "ship", "reasons", "alpha",
+                                                     "min_gain", "rows")})
+    print_table(result, log)
+    return result
+
+
+def print_table(result: dict[str, Any], log: Any = print) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="tuned vs base (paired, same items)", box=box.SIMPLE_HEAVY)
+    for col in ("suite", "metric", "role", "n", "base", "tuned", "delta", "CI", "p", "rule",
+                "verdict"):
+        table.add_column(col, justify="right" if col in ("n", "base", "tuned", "delta", "p")
+                         else "left")
+    colours = {"pass": "green", "fail": "bold red", "info": "dim"}
+    for r in result["rows"]:
+        table.add_row(r["suite"], r["metric"], r["role"], str(r["n"]), f"{r['base']:.3f}",
+                      f"{r['tuned']:.3f}", f"{r['delta']:+.3f}",
+                      f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                      "-" if r["p"] is None else f"{r['p']:.2g}", r["rule"],
+                      f"[{colours[r['verdict']]}]{r['verdict']}[/]")
+    console = Console(width=140)
+    console.print(table)
+    verdict = "[bold green]SHIP[/]" if result["ship"] else "[bold red]DO NOT SHIP[/]"
+    why = "" if result["ship"] else ": " + "; ".join(result["reasons"])
+    console.print(f"gate: {verdict}{why}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from tunebook.cli import add_recipe_args
+
+    p = sub.add_parser("gate", help="paired tuned-vs-base ship decision; exit 0 ship, 1 do not")
+    add_recipe_args(p)
+    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from tunebook.render import resolve_run
+
+    run = resolve_run(args.recipe, args.run)
+    result = gate_run(run)
+    if not result["ship"]:
+        raise CheckFailed(f"gate for {paths.rel(run.path)}: do not ship: "
+                          + "; ".join(result["reasons"]))
+    return 0
