@@ -33,7 +33,7 @@ MAX_DEPTH = 64  # JSON nesting; a chat row needs 3 levels
 
 # Codes that mean "this is not a valid file of the format": exit 2.
 MALFORMED = frozenset({
-    "unreadable", "empty-file", "not-utf8", "nul-byte", "bad-json", "too-deep", "not-object",
+    "empty-file", "not-utf8", "nul-byte", "bad-json", "too-deep", "not-object",
     "json-array-in-jsonl", "unknown-format", "mixed-formats", "schema", "bad-role",
     "system-not-first", "not-alternating", "last-not-assistant", "last-not-user",
     "empty-assistant", "empty-user", "identical-pair", "unknown-label", "bad-answer",
@@ -120,18 +120,16 @@ class FileReport:
 # reading
 # --------------------------------------------------------------------------------------------
 def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of a parsed value, stopping at ``limit``."""
+    """Nesting depth of a parsed value (a scalar is 0), stopping once past ``limit``."""
     depth, level = 0, [value]
-    while level and depth <= limit:
-        nxt: list[Any] = []
-        for v in level:
-            if isinstance(v, dict):
-                nxt.extend(v.values())
-            elif isinstance(v, list):
-                nxt.extend(v)
+    while True:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            return depth
         depth += 1
-        level = nxt
-    return depth - 1
+        if depth > limit:
+            return depth
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
 
 
 def _reject_constant(name: str) -> Any:

@@ -27,6 +27,8 @@ def _order_key(seed: int, text: str) -> str:
 
 def _allocate(n: int, ratios: Sequence[float]) -> list[int]:
     """Split n items into counts by ratios (largest remainder), every split >= 1 when n >= 3."""
+    if n <= 0:
+        return [0] * len(ratios)
     raw = [n * r for r in ratios]
     counts = [int(x) for x in raw]
     for i in sorted(range(len(raw)), key=lambda k: raw[k] - counts[k], reverse=True):
@@ -72,11 +74,18 @@ def assign(
     for r in groups:
         by_label[labels[r] if labels is not None else None].append(r)
     out = [0] * n
+    done = 0  # rows of the labels already allocated
     for label in sorted(by_label, key=lambda x: "" if x is None else str(x)):
         reps = sorted(by_label[label], key=lambda r: _order_key(seed, texts[r]))
         # Allocate by rows, not groups: walk the groups and fill each split up to its quota.
         total = sum(len(groups[r]) for r in reps)
-        quota = _allocate(total, ratios)
+        # Cumulative rounding: the quotas of the labels so far add up to the quotas of all
+        # their rows, so per-label rounding never piles up in one split.
+        before, after = _allocate(done, ratios), _allocate(done + total, ratios)
+        quota = [a - b for a, b in zip(after, before, strict=True)]
+        if min(quota) < 0:
+            quota = _allocate(total, ratios)
+        done += total
         # Fill the smaller splits first so a big cluster lands in train, not val/test.
         order = [1, 2, 0]
         filled = [0, 0, 0]
