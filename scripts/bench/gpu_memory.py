@@ -1,0 +1,309 @@
+"""GPU truth for the planner: train a random-initialised model of the recipe's real architecture
+for a few steps with the recipe's settings and print measured peak memory beside the plan.
+
+    .venv/bin/python scripts/bench/gpu_memory.py --recipe mistral7b-qlora-support [--gpu h100-80g]
+    .venv/bin/python scripts/bench/gpu_memory.py --recipe mistral7b-qlora-support --scale tiny
+
+Memory does not depend on the weights' values, so no checkpoint is downloaded: the model is
+built from ``meta.model.*`` with transformers' own config class for the family (AutoConfig),
+initialised directly on the device, and loaded through the same path Axolotl uses for its
+settings: bitsandbytes 4-/8-bit via ``from_pretrained(quantization_config=...)`` (from a local
+save of the random model), PEFT's ``prepare_model_for_kbit_training`` with Axolotl's cast of
+embeddings and norms back to the compute dtype, LoRA via peft, gradient checkpointing
+(non-reentrant), the recipe's micro-batch, sequence length and optimiser, bf16 autocast.
+It reports ``torch.cuda.max_memory_allocated/reserved`` and tokens/s next to the planner.
+
+``--scale tiny`` shrinks layers/width/vocabulary so the whole path runs on a CPU in seconds (the
+test suite does that); memory numbers are only meaningful on a GPU at ``--scale full``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"
+               }.items():
+    os.environ.setdefault(_k, _v)
+
+from tunebook import plan  # noqa: E402
+from tunebook.compose import compose_recipe  # noqa: E402
+
+GIB = 2**30
+MODEL_TYPES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "gemma2": "gemma2",
+               "phi3": "phi3"}
+TINY = {"layers": 2, "hidden_size": 64, "heads": 4, "intermediate_size": 128,
+        "vocab_size": 512, "head_dim": 16, "seq_cap": 64}
+
+
+def scaled_config(config: dict[str, Any], scale: str) -> dict[str, Any]:
+    """The recipe's config, or a tiny copy (same family, method, KV-head ratio, settings)."""
+    c = copy.deepcopy(config)
+    if scale == "full":
+        return c
+    m = c["meta"]["model"]
+    ratio = max(1, m["heads"] // m["kv_heads"])
+    heads = TINY["heads"]
+    m.update(layers=TINY["layers"], hidden_size=TINY["hidden_size"], heads=heads,
+             kv_heads=max(1, heads // min(ratio, heads)), head_dim=TINY["head_dim"],
+             intermediate_size=TINY["intermediate_size"], vocab_size=TINY["vocab_size"])
+    arch = plan.Arch.from_config(c)
+    m["params_b"] = arch.total_params / 1e9
+    ax = c["axolotl"]
+    ax["sequence_len"] = min(int(ax["sequence_len"]), TINY["seq_cap"])
+    return c
+
+
+def hf_config(config: dict[str, Any], attn: str) -> Any:
+    from transformers import AutoConfig
+
+    m = config["meta"]["model"]
+    kw: dict[str, Any] = dict(
+        hidden_size=m["hidden_size"], intermediate_size=m["intermediate_size"],
+        num_hidden_layers=m["layers"], num_attention_heads=m["heads"],
+        num_key_value_heads=m["kv_heads"], vocab_size=m["vocab_size"],
+        max_position_embeddings=max(int(config["axolotl"]["sequence_len"]), 128),
+        tie_word_embeddings=m["tie_embeddings"], attn_implementation=attn,
+    )
+    if m.get("head_dim"):
+        kw["head_dim"] = m["head_dim"]
+        if m["family"] == "gemma2":
+            kw["query_pre_attn_scalar"] = m["head_dim"]
+    if m["family"] == "mistral":
+        kw["sliding_window"] = None
+    return AutoConfig.for_model(MODEL_TYPES[m["family"]], **kw)
+
+
+def attention_for(config: dict[str, Any], device: str) -> tuple[str, str]:
+    """The recipe's attention implementation, or the closest one this machine can run."""
+    want = str(config["axolotl"].get("attn_implementation") or "sdpa")
+    if want == "flash_attention_2":
+        if device != "cuda":
+            return "sdpa", "flash_attention_2 needs CUDA: sdpa used on CPU"
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            return "sdpa", ("flash_attn is not installed: sdpa used (PyTorch's flash kernel, "
+                            "same O(seq) memory)")
+    return want, ""
+
+
+def build_model(config: dict[str, Any], s: plan.Settings, device: str, dtype: Any, attn: str,
+                notes: list[str]) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = hf_config(config, attn)
+    torch.manual_seed(0)
+    if s.quant_bits in (4, 8):
+        from transformers import BitsAndBytesConfig
+
+        with tempfile.TemporaryDirectory(prefix="tb-gpumem-") as tmp:
+            with torch.device(device):
+                rnd = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+            rnd.save_pretrained(tmp)
+            del rnd
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            if s.quant_bits == 4:
+                q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype,
+                                       bnb_4bit_use_double_quant=s.double_quant,
+                                       bnb_4bit_quant_type="nf4", bnb_4bit_quant_storage=dtype,
+                                       llm_int8_threshold=6.0)
+            else:
+                q = BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
+            model = AutoModelForCausalLM.from_pretrained(
+                tmp, quantization_config=q, dtype=dtype, attn_implementation=attn,
+                device_map={"": 0 if device == "cuda" else "cpu"})
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model,
+                                                use_gradient_checkpointing=s.checkpointing)
+        # Axolotl (loaders/model.py) casts norms and embeddings back to the compute dtype
+        for name, module in model.named_modules():
+            if "norm" in name or name.endswith(("embed_tokens", "lm_head")):
+                module.to(dtype)
+    else:
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    if s.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if s.adapter:
+        from peft import LoraConfig, get_peft_model
+
+        ax = config["axolotl"]
+        model = get_peft_model(model, LoraConfig(
+            r=s.r, lora_alpha=int(ax.get("lora_alpha") or 2 * s.r), lora_dropout=s.lora_dropout,
+            target_modules=list(s.targets), task_type="CAUSAL_LM"))
+    return model
+
+
+def make_optimizer(name: str, params: list[Any], device: str, notes: list[str]) -> Any:
+    import torch
+
+    bnb_names = {"adamw_bnb_8bit": "AdamW8bit", "adamw_8bit": "AdamW8bit",
+                 "paged_adamw_8bit": "PagedAdamW8bit", "paged_adamw_32bit": "PagedAdamW32bit",
+                 "paged_adamw": "PagedAdamW32bit"}
+    if name in bnb_names and device == "cuda":
+        import bitsandbytes as bnb
+
+        return getattr(bnb.optim, bnb_names[name])(params, lr=1e-5)
+    if name in bnb_names:
+        notes.append(f"{name} is a CUDA optimiser: torch AdamW used on CPU")
+    elif name not in {"adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw"}:
+        notes.append(f"optimizer {name!r}: torch AdamW used instead")
+    return torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda" and name.endswith("fused"))
+
+
+def run(config: dict[str, Any], gpu_id: str, steps: int, notes: list[str]) -> dict[str, Any]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpu = plan.gpus.get(gpu_id)
+    s = plan.settings_from(config, gpu)
+    dtype = (torch.bfloat16 if s.dtype_name == "bf16" else
+             torch.float16 if s.dtype_name == "fp16" else torch.float32)
+    if device == "cpu" and dtype != torch.float32:
+        dtype = torch.float32
+        notes.append("CPU: fp32 weights and no autocast")
+    attn, why = attention_for(config, device)
+    if why:
+        notes.append(why)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model = build_model(config, s, device, dtype, attn, notes)
+    load_s = time.perf_counter() - t0
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(s.optimizer, params, device, notes)
+    seqs = s.micro_batch * (2 if s.dpo else 1)
+    vocab = int(config["meta"]["model"]["vocab_size"])
+    gen = torch.Generator().manual_seed(0)
+    losses, times = [], []
+    if device == "cuda":
+        torch.cuda.synchronize()
+        static = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(steps):
+        ids = torch.randint(0, vocab, (seqs, s.seq_len), generator=gen).to(device)
+        t = time.perf_counter()
+        with torch.autocast(device_type=device, dtype=dtype, enabled=device == "cuda"
+                            and dtype != torch.float32):
+            out = model(input_ids=ids, labels=ids)
+            loss = out.loss
+            if s.dpo and s.adapter:  # the reference forward: the base without adapters
+                with torch.no_grad(), model.disable_adapter():
+                    model(input_ids=ids).logits.float().mean()
+        del out
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)  # HF Trainer keeps .grad buffers between steps
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+        losses.append(loss.item())
+    measured = times[1:] or times
+    tokens_per_s = seqs * s.seq_len / (sum(measured) / len(measured))
+    result: dict[str, Any] = {
+        "device": device if device == "cpu" else torch.cuda.get_device_name(0),
+        "attn": attn, "dtype": str(dtype).replace("torch.", ""), "steps": steps,
+        "losses": losses, "tokens_per_s": tokens_per_s, "load_s": load_s,
+        "trainable_params": sum(p.numel() for p in params),
+        "quantized_layers": sum(type(mod).__module__.startswith("bitsandbytes")
+                                and type(mod).__name__ in {"Linear4bit", "Linear8bitLt"}
+                                for mod in model.modules()),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
+    if device == "cuda":
+        result.update(
+            static_allocated_gib=static / GIB,
+            max_allocated_gib=torch.cuda.max_memory_allocated() / GIB,
+            max_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
+        )
+    else:
+        result["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    ok = all(math.isfinite(x) for x in losses)
+    result["finite_loss"] = ok
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--overrides", default="")
+    ap.add_argument("--gpu", default=None, help="GPU id for the plan (default: the recipe's)")
+    ap.add_argument("--scale", choices=("full", "tiny"), default="full")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    config = compose_recipe(args.recipe, args.overrides).config
+    config["_recipe"] = args.recipe
+    config = scaled_config(config, args.scale)
+    gpu_id = args.gpu or config["meta"]["gpu"]
+    estimate = plan.estimate(config, gpu_id, suggest=False)
+    notes: list[str] = []
+    measured = run(config, gpu_id, max(1, args.steps), notes)
+    s = plan.settings_from(config, plan.gpus.get(gpu_id))
+    arch = plan.Arch.from_config(config)
+    f, _ = plan.flops_per_token(arch, s)
+    gpu = plan.gpus.get(gpu_id)
+    u = plan.MFU_QLORA if s.quant_bits == 4 else plan.MFU_DEFAULT
+    planned_tps = gpu.bf16_tflops * 1e12 * u / f
+    report = {
+        "recipe": args.recipe, "scale": args.scale, "gpu_for_plan": gpu_id,
+        "plan": {"peak_gb": estimate.peak_gb,
+                 "peak_without_context_gb": estimate.peak_gb - plan.CUDA_CONTEXT_GIB,
+                 "breakdown": {t.name: round(t.gb, 4) for t in estimate.terms},
+                 "tokens_per_s": planned_tps, "params": arch.total_params},
+        "measured": measured, "notes": notes,
+    }
+    if "max_reserved_gib" in measured:
+        report["error_reserved"] = (report["plan"]["peak_without_context_gb"]
+                                    / measured["max_reserved_gib"] - 1)
+    _print(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0 if measured["finite_loss"] else 1
+
+
+def _print(r: dict[str, Any]) -> None:
+    m, p = r["measured"], r["plan"]
+    print(f"{r['recipe']} ({r['scale']} scale) on {m['device']}: {m['steps']} steps, "
+          f"{m['total_params'] / 1e6:.2f}M params ({m['trainable_params'] / 1e6:.3f}M trainable), "
+          f"attention {m['attn']}, {m['dtype']}")
+    print(f"  loss per step: {', '.join(f'{x:.3f}' for x in m['losses'])}")
+    print(f"  plan ({r['gpu_for_plan']}): peak {p['peak_gb']:.3f} GiB "
+          f"({p['peak_without_context_gb']:.3f} GiB without the CUDA context)")
+    for name, gb in p["breakdown"].items():
+        print(f"      {name:<45} {gb:8.3f}")
+    if "max_reserved_gib" in m:
+        print(f"  measured: max_memory_allocated {m['max_allocated_gib']:.3f} GiB, "
+              f"max_memory_reserved {m['max_reserved_gib']:.3f} GiB "
+              f"(static after load {m['static_allocated_gib']:.3f}); plan vs reserved "
+              f"{r['error_reserved']:+.1%}")
+    else:
+        print(f"  measured: no GPU here; process max RSS {m['max_rss_gib']:.3f} GiB "
+              "(CPU memory is not comparable with the plan)")
+    print(f"  tokens/s: measured {m['tokens_per_s']:,.0f}; plan assumes {p['tokens_per_s']:,.0f} "
+          f"on {r['gpu_for_plan']}")
+    for n in r["notes"]:
+        print(f"  note: {n}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
