@@ -59,6 +59,7 @@ class EvalSpec:
     max_new_tokens: int
     limit: int | None
     data: dict[str, str] = field(default_factory=dict)  # data file -> sha256
+    code: str = ""  # hash of the suites' YAML/Python and tunebook/scoring.py
 
     @property
     def prompt_hash(self) -> str:
@@ -149,12 +150,20 @@ def build_spec(config: dict[str, Any], tokenizer: Any, tm: Any | None = None) ->
         versions[over["task"]] = str((cfg.get("metadata") or {}).get("version", "none"))
         for p in over["dataset_kwargs"]["data_files"].values():
             data[paths.rel(p)] = file_sha(Path(p))
+    code = hashlib.sha256()
+    for over in overrides:
+        suite_dir = Path(tm.task_index[over["task"]]["yaml_path"]).parent
+        for f in sorted(suite_dir.iterdir()):
+            if f.suffix in (".yaml", ".py"):
+                code.update(f.name.encode() + f.read_bytes())
+    code.update(Path(__file__).with_name("scoring.py").read_bytes())
     template = getattr(tokenizer, "chat_template", None) or ""
     ev = config["eval"]
     return EvalSpec(suites=list(ev["suites"]), versions=versions,
                     system_prompt=system_prompt(config), chat_template_sha=_sha(template)[:16],
                     few_shot=int(ev.get("few_shot") or 0), max_new_tokens=int(ev["max_new_tokens"]),
-                    limit=ev.get("limit"), data=dict(sorted(data.items())))
+                    limit=ev.get("limit"), data=dict(sorted(data.items())),
+                    code=code.hexdigest()[:16])
 
 
 def file_sha(path: Path) -> str:
@@ -180,7 +189,7 @@ def model_id(model: str) -> dict[str, Any]:
 
 
 def baseline_key(model: dict[str, Any], spec: EvalSpec) -> str:
-    return _sha(json.dumps({"model": model, "versions": spec.versions,
+    return _sha(json.dumps({"model": model, "versions": spec.versions, "code": spec.code,
                             "prompt": spec.prompt_hash}, sort_keys=True))[:16]
 
 
@@ -328,10 +337,38 @@ def _print_metrics(metrics: dict[str, dict[str, float]], log: Any) -> None:
 
 def run_config(run: Any) -> dict[str, Any]:
     """The effective recipe of a run, as it was rendered (resolved.yaml)."""
+    from tunebook.render import REDACTED
+
     file = run.path / "resolved.yaml"
     if not file.is_file():
         raise UserError(f"RUN={paths.rel(run.path)}: no resolved.yaml; not a rendered run")
-    return yaml.safe_load(file.read_text(encoding="utf-8"))
+    config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    if _has(config.get("eval"), REDACTED) or _has(config.get("data"), REDACTED):
+        # render redacts credential-like keys (e.g. *token*); recompose those from the manifest
+        from tunebook.validate import validate_recipe
+
+        manifest = run.manifest()
+        fresh = validate_recipe(manifest["recipe"], manifest.get("overrides") or [],
+                                axolotl=False).config
+        for section in ("eval", "data"):
+            config[section] = _unredact(config[section], fresh[section], REDACTED)
+    return config
+
+
+def _has(node: Any, marker: str) -> bool:
+    if isinstance(node, dict):
+        return any(_has(v, marker) for v in node.values())
+    if isinstance(node, list):
+        return any(_has(v, marker) for v in node)
+    return node == marker
+
+
+def _unredact(node: Any, fresh: Any, marker: str) -> Any:
+    if node == marker:
+        return fresh
+    if isinstance(node, dict) and isinstance(fresh, dict):
+        return {k: _unredact(v, fresh.get(k), marker) for k, v in node.items()}
+    return node
 
 
 def run_models(run: Any) -> tuple[str, str | None]:
@@ -377,6 +414,9 @@ def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         a, b = old.get("versions", {}).get(suite), new.get("versions", {}).get(suite)
         if a != b:
             diffs.append(f"suite {suite} version {a} (baseline) vs {b} (now)")
+    if old.get("code") != new.get("code"):
+        diffs.append("the suites' scoring code (eval-suites/*, tunebook/scoring.py) changed "
+                     "since the baseline")
     if old.get("prompt_hash") != new.get("prompt_hash"):
         parts = [k for k in ("system_prompt", "chat_template_sha", "few_shot", "max_new_tokens",
                              "limit", "data") if old.get(k) != new.get(k)]

@@ -215,8 +215,8 @@ def first_metric(out_dir: Path, suite: str) -> str | None:
 def check_comparable(base_dir: Path, tuned_dir: Path) -> None:
     base, tuned = evaluate.read_meta(base_dir), evaluate.read_meta(tuned_dir)
     diffs = []
-    if base["spec"]["prompt_hash"] != tuned["spec"]["prompt_hash"] or \
-            base["spec"]["versions"] != tuned["spec"]["versions"]:
+    if any(base["spec"].get(k) != tuned["spec"].get(k)
+           for k in ("prompt_hash", "versions", "code")):
         diffs = evaluate.spec_differences(base["spec"], tuned["spec"])
     if base.get("model") != tuned.get("model"):
         diffs.append(f"base model {base.get('model')} vs {tuned.get('model')}")

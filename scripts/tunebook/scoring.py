@@ -194,7 +194,7 @@ _REFUSAL = re.compile(
     r"\b(?:i\s*(?:can(?:no|'|’)?t|won(?:'|’)t|will not|am not able|'m not able|am unable|"
     r"'m unable|must decline|do not|don(?:'|’)t)\s+(?:help|assist|provide|share|do|comply|"
     r"support|give|create|write|tell)"
-    r"|\bsorry\b|\bunable to (?:help|assist|comply)|not (?:able|allowed|permitted) to "
+    r"|\bunable to (?:help|assist|comply)|not (?:able|allowed|permitted) to "
     r"(?:help|assist|provide|share)|against (?:our|my) (?:policy|policies|guidelines)"
     r"|\bi (?:must|have to) (?:decline|refuse)\b|\bcannot comply\b)",
     re.I,
