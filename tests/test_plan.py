@@ -273,3 +273,19 @@ def test_peak_gb_and_unknown_gpu():
     assert plan.peak_gb(cfg, "rtx4090-24g") == plan.estimate(cfg, "rtx4090-24g").peak_gb
     with pytest.raises(UserError, match="known GPUs"):
         plan.estimate(cfg, "rtx9090")
+
+
+def test_validation_passes_and_fsdp_checkpointing():
+    assert plan._evaluations({"eval_steps": 0.1}) == 10  # a fraction of the run: 1 / 0.1
+    assert plan._evaluations({"evals_per_epoch": 4, "num_epochs": 2}) == 8
+    assert plan._evaluations({"eval_steps": 50}) == 0  # needs the step count: not counted
+    # FSDP2 recipes turn off the Trainer's checkpointing and checkpoint through fsdp_config
+    cfg = compose_recipe("llama8b-lora-support", "launcher=fsdp2").config
+    assert cfg["axolotl"]["gradient_checkpointing"] is False
+    p = plan.estimate(cfg, "a100-80g", suggest=False)
+    assert p.gpus == 8  # no --gpus: the launcher's gpus_per_node x nnodes
+    assert any(t.name == "activations: checkpoints" for t in p.terms)
+    # Llama 3.1 8B weights sharded 8 ways: 8.03B x 2 B / 8
+    assert term(p, "weights") == pytest.approx(plan.Arch.from_config(cfg).total_params * 2 / 8
+                                               / GIB)
+    assert plan.estimate(cfg, "a100-80g", 1, suggest=False).gpus == 1  # explicit --gpus 1

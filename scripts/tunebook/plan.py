@@ -193,7 +193,7 @@ class Settings:
     offload: bool
     adapter_bytes: int  # PEFT keeps adapters in fp32 (autocast_adapter_dtype)
     embedding_bytes: int  # Axolotl casts embeddings/LM head of a quantised base back to bf16
-    evals_per_epoch: float
+    evaluations: float  # validation passes over data.val in the whole run
 
 
 def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | None = None,
@@ -259,14 +259,28 @@ def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | No
         seq_len=int(_need(config, "axolotl.sequence_len")),
         grad_accum=int(ax.get("gradient_accumulation_steps") or 1),
         epochs=float(ax.get("num_epochs") or 1),
-        checkpointing=bool(ax.get("gradient_checkpointing")),
+        # FSDP2 recipes checkpoint through fsdp_config.activation_checkpointing instead
+        checkpointing=bool(ax.get("gradient_checkpointing")
+                           or (ax.get("fsdp_config") or {}).get("activation_checkpointing")),
         dtype_bytes=dtype_bytes, dtype_name=dtype_name, attn=attn, loss=loss,
         dpo=loss == "dpo" or kind == "dpo", launcher=lkind, gpus=n, zero_stage=int(stage),
         offload=bool(launcher.get("offload")),
         adapter_bytes=int(fw.get("adapter_bytes", 4)),
         embedding_bytes=int(fw.get("embedding_bytes", dtype_bytes)),
-        evals_per_epoch=float(ax.get("evals_per_epoch") or 0),
+        evaluations=_evaluations(ax),
     )
+
+
+def _evaluations(ax: dict[str, Any]) -> float:
+    """Validation passes in the run: evals_per_epoch x epochs, or 1/eval_steps when eval_steps
+    is a fraction of the run (HF semantics); integer eval_steps need the step count: not counted."""
+    epochs = float(ax.get("num_epochs") or 1)
+    if ax.get("evals_per_epoch"):
+        return float(ax["evals_per_epoch"]) * epochs
+    steps = ax.get("eval_steps")
+    if isinstance(steps, float) and 0 < steps < 1:
+        return round(1 / steps)
+    return 0.0
 
 
 # ----------------------------------------------------------------------------- memory terms
@@ -298,6 +312,8 @@ class TimeCost:
     price_per_hour: float
     cost_usd: float | None
     detail: str
+    eval_flops: float = 0.0
+    eval_detail: str = ""
 
 
 @dataclass
@@ -318,6 +334,7 @@ class Plan:
     suggestions: list[Suggestion] = field(default_factory=list)
     time: TimeCost | None = None
     assumptions: list[str] = field(default_factory=list)
+    overrides: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -535,16 +552,18 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
     return terms, notes, trainable
 
 
-def estimate(config: dict[str, Any], gpu_id: str, gpus: int = 1, *, price: float | None = None,
+def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
+             price: float | None = None,
              mfu: float | None = None, tokens: int | None = None, count: bool = False,
              framework: dict[str, Any] | None = None, suggest: bool = True) -> Plan:
-    """The plan of a composed recipe on ``gpus`` x ``gpu_id``.
+    """The plan of a composed recipe on ``gpus`` x ``gpu_id`` (``None``: the launcher's
+    ``gpus_per_node`` x ``nnodes``).
 
     ``tokens`` (per epoch) gives time and cost; ``count=True`` counts them from ``data.train``
     with the recipe's tokenizer (cached under ``.cache/plan``)."""
     gpu = _gpu(gpu_id)
     arch = Arch.from_config(config)
-    s = settings_from(config, gpu, gpus if gpus and gpus > 1 else None, framework)
+    s = settings_from(config, gpu, gpus, framework)
     terms, notes, trainable = memory_terms(arch, s)
     peak = sum(t.gb for t in terms)
     usable = gpu.memory_gb * (1 - MARGIN)
@@ -581,7 +600,7 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int = 1, *, price: float
 
 def peak_gb(config: dict[str, Any], gpu_id: str) -> float:
     """Estimated peak GPU memory (GiB) of a composed recipe on one ``gpu_id`` (``make list``)."""
-    return estimate(config, gpu_id, suggest=False).peak_gb
+    return estimate(config, gpu_id, suggest=False).peak_gb  # on the launcher's GPU count
 
 
 def _sharding_text(s: Settings) -> str:
@@ -620,6 +639,7 @@ def suggestions(config: dict[str, Any], gpu: gpus.GPU, n: int,
     """Concrete changes that make the recipe fit, cheapest first, each with its new estimate."""
     ax = config.get("axolotl") or {}
     kind = config["meta"]["method"]["kind"]
+    cur = settings_from(config, gpu, n, framework)
     out: list[Suggestion] = []
 
     def peak(c: dict[str, Any], g: str = gpu.id, gp: int = n) -> tuple[float, bool]:
@@ -631,8 +651,8 @@ def suggestions(config: dict[str, Any], gpu: gpus.GPU, n: int,
         pk, fits = peak(c, g, gp)
         out.append(Suggestion(change, overrides, round(pk, 2), fits, cost))
 
-    if not ax.get("gradient_checkpointing"):
-        add("turn on gradient checkpointing", "axolotl.gradient_checkpointing=true",
+    if not cur.checkpointing:
+        add("turn on gradient checkpointing", 'OVERRIDES="axolotl.gradient_checkpointing=true"',
             _variant(config, {"axolotl.gradient_checkpointing": True}),
             "~+30% step time (one extra forward)")
     mb = int(ax.get("micro_batch_size") or 1)
@@ -643,13 +663,14 @@ def suggestions(config: dict[str, Any], gpu: gpus.GPU, n: int,
             new //= 2
         add(f"micro_batch_size {mb} -> {new}, gradient_accumulation_steps {ga} -> {ga * mb // new}"
             " (same sequences per step)",
-            f"axolotl.micro_batch_size={new} axolotl.gradient_accumulation_steps={ga * mb // new}",
+            f'OVERRIDES="axolotl.micro_batch_size={new} '
+            f'axolotl.gradient_accumulation_steps={ga * mb // new}"',
             _variant(config, {"axolotl.micro_batch_size": new,
                               "axolotl.gradient_accumulation_steps": ga * mb // new}),
             "same result, lower GPU utilisation")
     opt = str(ax.get("optimizer") or "")
     if kind == "full" and (OPTIMIZER_STATE_BYTES.get(opt) is None):
-        add("8-bit AdamW states", "axolotl.optimizer=adamw_bnb_8bit",
+        add("8-bit AdamW states", 'OVERRIDES="axolotl.optimizer=adamw_bnb_8bit"',
             _variant(config, {"axolotl.optimizer": "adamw_bnb_8bit"}),
             "optimizer states 4-8 -> 2 B/param; usually no quality change")
     if kind == "full":
@@ -657,32 +678,34 @@ def suggestions(config: dict[str, Any], gpu: gpus.GPU, n: int,
                 "axolotl.lora_r": ax.get("lora_r") or 16,
                 "axolotl.lora_alpha": ax.get("lora_alpha") or 32,
                 "axolotl.lora_target_modules": config["meta"]["model"]["lora_target_modules"]}
-        add("LoRA instead of a full fine-tune", "method=lora", _variant(config, lora),
+        add("LoRA instead of a full fine-tune", 'OVERRIDES="method=lora"', _variant(config, lora),
             "trains adapters only; usually close to full fine-tuning on small task sets")
     if kind in {"full", "lora"}:
         q = {"meta.method.kind": "qlora", "axolotl.adapter": "qlora",
              "axolotl.load_in_4bit": True, "axolotl.lora_r": ax.get("lora_r") or 16,
              "axolotl.lora_alpha": ax.get("lora_alpha") or 32,
              "axolotl.lora_target_modules": config["meta"]["model"]["lora_target_modules"]}
-        add("QLoRA (4-bit NF4 base)", "method=qlora", _variant(config, q),
+        add("QLoRA (4-bit NF4 base)", 'OVERRIDES="method=qlora"', _variant(config, q),
             "base weights 2 -> ~0.52 B/param; ~25% slower, small quality cost")
     seq = int(ax.get("sequence_len") or 0)
     if seq > 256:
         new = seq // 2
         while new > 256 and not peak(_variant(config, {"axolotl.sequence_len": new}))[1]:
             new //= 2
-        add(f"sequence_len {seq} -> {new}", f"axolotl.sequence_len={new}",
+        add(f"sequence_len {seq} -> {new}", f'OVERRIDES="axolotl.sequence_len={new}"',
             _variant(config, {"axolotl.sequence_len": new}),
             "rows longer than this are dropped: check make data-check")
     launcher3 = {"launcher.kind": "deepspeed", "launcher.name": "deepspeed-zero3",
                  "launcher.shards_optimizer": True, "launcher.shards_weights": True,
                  "launcher.zero_stage": 3}
-    for k in (2, 4, 8):
-        c = _variant(config, {**launcher3, "launcher.gpus_per_node": k})
+    counts = [k for k in (2, 4, 8, 16) if k > (cur.gpus if cur.zero_stage == 3 else 1)]
+    for k in counts:
+        c = _variant(config, {**launcher3, "launcher.gpus_per_node": k, "launcher.nnodes": 1})
         pk, fits = peak(c, gpu.id, k)
-        if fits or k == 8:
-            out.append(Suggestion(f"DeepSpeed ZeRO-3 on {k} x {gpu.id}", "launcher=deepspeed-zero3"
-                                  f" (GPUS={k})", round(pk, 2), fits,
+        if fits or k == counts[-1]:
+            out.append(Suggestion(f"DeepSpeed ZeRO-3 on {k} x {gpu.id}",
+                                  f'OVERRIDES="launcher=deepspeed-zero3" GPUS={k}',
+                                  round(pk, 2), fits,
                                   f"{k} GPUs: ${k * gpu.price_per_hour:.2f}/h, "
                                   "inter-GPU traffic each step"))
             break
@@ -732,17 +755,27 @@ def time_cost(arch: Arch, s: Settings, gpu: gpus.GPU, tokens: int | None, price:
     if not 0 < u <= 1:
         raise UserError(f"--mfu must be in (0, 1], got {u}")
     source = "not counted"
+    val_tokens = None
     if tokens is None and config is not None:
         tokens, source = count_recipe_tokens(config)
+        if tokens is not None and s.evaluations:
+            val_tokens, _ = count_recipe_tokens(config, split="val")
     elif tokens is not None:
         source = "given"
     if tokens is None:
         return TimeCost(None, source, s.epochs, f, None, u, None, rate, None, how)
     total = f * tokens * s.epochs
+    if val_tokens:
+        # validation passes over data.val are forward only: 2N per token
+        eval_f = (2 * arch.matmul_params) * val_tokens * s.evaluations
+        total += eval_f
+        eval_how = f"{s.evaluations:g} validation passes x {val_tokens:,} tokens x 2N (forward)"
+    else:
+        eval_f, eval_how = 0.0, "no validation passes counted"
     secs = total / (s.gpus * gpu.bf16_tflops * 1e12 * u)
     hours = secs / 3600
     return TimeCost(int(tokens), source, s.epochs, f, total, u, hours, rate,
-                    hours * s.gpus * rate, how)
+                    hours * s.gpus * rate, how, eval_f, eval_how)
 
 
 def _row_texts(row: dict[str, Any]) -> list[list[dict[str, str]]]:
@@ -822,12 +855,12 @@ def cached_token_count(path: Path, tokenizer: Any, seq_len: int,
     return n, False
 
 
-def count_recipe_tokens(config: dict[str, Any],
-                        tokenizer: Any = None) -> tuple[int | None, str]:
-    """Tokens per epoch of the recipe's ``data.train``, with the recipe's tokenizer."""
-    train = (config.get("data") or {}).get("train")
+def count_recipe_tokens(config: dict[str, Any], tokenizer: Any = None,
+                        split: str = "train") -> tuple[int | None, str]:
+    """Tokens per epoch of the recipe's ``data.<split>``, with the recipe's tokenizer."""
+    train = (config.get("data") or {}).get(split)
     if not train:
-        return None, "data.train is not set"
+        return None, f"data.{split} is not set"
     path = Path(train) if Path(train).is_absolute() else paths.ROOT / train
     if not path.is_file():
         return None, f"{train} does not exist yet"
@@ -894,7 +927,8 @@ def _cmd(args: argparse.Namespace) -> int:
     gpu_id = args.gpu or (config.get("meta") or {}).get("gpu")
     if not gpu_id:
         raise UserError("no GPU: pass GPU=<id> or set meta.gpu in the recipe")
-    plan = estimate(config, gpu_id, args.gpus or 1, price=args.price, mfu=args.mfu, count=True)
+    plan = estimate(config, gpu_id, args.gpus, price=args.price, mfu=args.mfu, count=True)
+    plan.overrides = args.overrides
     render(plan, args.overrides)
     if args.json:
         out = Path(args.json)
@@ -946,12 +980,14 @@ def render(plan: Plan, overrides: str = "") -> None:
             tt.add_row("tokens per epoch", "unknown", tc.tokens_source)
         else:
             tt.add_row("tokens per epoch", f"{tc.tokens_per_epoch:,}", tc.tokens_source)
-            tt.add_row("training FLOPs", f"{tc.flops_total:.3g}", f"x {tc.epochs:g} epochs")
+            tt.add_row("evaluation FLOPs", f"{tc.eval_flops:.3g}", tc.eval_detail)
+            tt.add_row("total FLOPs", f"{tc.flops_total:.3g}",
+                       f"tokens x FLOPs/token x {tc.epochs:g} epochs + evaluation")
             tt.add_row("GPU hours", f"{tc.hours * plan.gpus:.3g}",
                        f"{plan.gpus} x {plan.gpu} at MFU {tc.mfu:g} (--mfu), "
                        f"wall {_hms(tc.hours)}")
             tt.add_row("cost", f"${tc.cost_usd:,.2f}", f"${tc.price_per_hour:.2f}/GPU-hour "
-                       "(--price); excludes evaluation, checkpoints and start-up")
+                       "(--price); excludes checkpoint saves and start-up")
         con.print(tt)
     con.print("assumptions:")
     for a in plan.assumptions:
