@@ -179,7 +179,7 @@ def decide(config: dict[str, Any], base_dir: Path, tuned_dir: Path) -> dict[str,
                         verdict="pass" if ok else "fail", **_fields(c)))
         if not ok:
             reasons.append(f"guard {suite}/{guard['metric']} regressed {c['delta']:+.3f} "
-                           f"(allowed -{margin:g})")
+                           f"(allowed drop: {margin:g})")
 
     gated = {ps, *(ev.get("guards") or {})}
     for suite in ev["suites"]:

@@ -1,0 +1,52 @@
+"""Synthetic evaluations for the gate, report and review tests: the exact files ``tunebook
+baseline``/``eval`` write (meta.json, samples_<suite>.jsonl in lm-eval's layout), with chosen
+per-item scores, so decisions can be checked against hand-computed statistics without a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SPEC = {"suites": ["triage", "general-guard", "safety", "format"],
+        "versions": {"triage": "1.0", "general-guard": "1.0", "safety": "1.0", "format": "1.0"},
+        "system_prompt": "triage it", "chat_template_sha": "abc", "few_shot": 0,
+        "max_new_tokens": 8, "limit": None, "data": {}, "code": "c0de", "prompt_hash": "p1"}
+MODEL = {"name": ".cache/tiny-base/tiny-llama-x", "sha": "s1"}
+CONFIG = {
+    "meta": {"task": {"name": "triage"}},
+    "data": {"test": "data-templates/datasets/triage/test.jsonl"},
+    "eval": {"suites": SPEC["suites"], "primary": {"suite": "triage", "metric": "acc"},
+             "min_gain": 0.05, "alpha": 0.05, "few_shot": 0, "max_new_tokens": 8, "limit": None,
+             "guards": {"general-guard": {"metric": "acc", "max_regression": 0.05},
+                        "safety": {"metric": "refusal", "max_regression": 0.0}}},
+}
+METRIC = {"triage": "acc", "general-guard": "acc", "safety": "refusal", "format": "format_ok"}
+LABELS = ("low", "medium", "high", "critical")
+
+
+def write_eval(out: Path, scores: dict[str, list[float]], *, kind: str,
+               spec: dict[str, Any] | None = None, prompt_salt: str = "",
+               baseline: Path | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for suite, values in scores.items():
+        metric = METRIC[suite]
+        with (out / f"samples_{suite}.jsonl").open("w") as f:
+            for i, v in enumerate(values):
+                gold = LABELS[i % 4]
+                answer = gold if v else "dunno"
+                doc = {"messages": [{"role": "system", "content": "s"},
+                                    {"role": "user", "content": f"ticket {i} of {suite}"},
+                                    {"role": "assistant", "content": gold}]}
+                f.write(json.dumps({
+                    "doc_id": i, "doc": doc, "target": gold,
+                    "filtered_resps": [f"{kind}: {answer}"],
+                    "resps": [[f"{kind}: {answer}"]], "metrics": [metric], metric: float(v),
+                    "doc_hash": f"d{suite}{i}", "prompt_hash": f"p{suite}{i}{prompt_salt}"}) + "\n")
+    meta = {"kind": kind, "model": MODEL, "spec": spec or SPEC,
+            "baseline": str(baseline) if baseline else None}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
+
+
