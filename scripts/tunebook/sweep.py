@@ -1,0 +1,158 @@
+"""``tunebook sweep``: a grid of training runs over one recipe, each tracked, ranked by eval loss.
+
+``--sweep "axolotl.learning_rate=1e-4,2e-4 axolotl.lora_r=8,16"`` is Hydra multirun syntax and is
+expanded by Hydra's own override parser and ``BasicSweeper`` (the cartesian product, in Hydra's
+order; ``range()``, ``choice()`` and group sweeps such as ``launcher=ddp,fsdp2`` work too). Every
+point is composed and validated before the first one trains, so a bad value costs no GPU time.
+Each point is one ordinary training run (``tunebook.train``) with its own run dir and MLflow
+run, tagged ``tunebook.sweep=<sweep id>``; the summary is sorted by validation loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tunebook import paths
+from tunebook.errors import UserError
+
+SWEEP_TAG = "tunebook.sweep"
+
+
+def expand(sweep: str) -> list[list[str]]:
+    """The grid points of ``sweep`` as lists of plain overrides, in Hydra's BasicSweeper order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from tunebook.compose import parse_overrides
+
+    items = parse_overrides(sweep)
+    if not items:
+        raise UserError("SWEEP is empty; expected e.g. "
+                        "SWEEP=\"axolotl.learning_rate=1e-4,2e-4 axolotl.lora_r=8,16\"")
+    try:
+        parsed = OverridesParser.create().parse_overrides(items)
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as e:
+        raise UserError(f"SWEEP={sweep!r}: {e}") from None
+    return [list(point) for batch in batches for point in batch]
+
+
+def validate_points(recipe: str, overrides: str, points: list[list[str]]) -> None:
+    """Compose and validate every point first; the error names the point that is wrong."""
+    from tunebook.compose import parse_overrides
+    from tunebook.validate import validate_recipe
+
+    base = parse_overrides(overrides)
+    for i, point in enumerate(points, 1):
+        try:
+            validate_recipe(recipe, [*base, *point])
+        except UserError as e:
+            raise UserError(f"sweep point {i}/{len(points)} ({' '.join(point)}): {e}") from None
+
+
+TrainFn = Callable[..., Any]  # (recipe, overrides list, tags=dict) -> RunDir
+
+
+def run_sweep(recipe: str, overrides: str, sweep: str, *, train_fn: TrainFn | None = None,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train every grid point; return one row per point, best validation loss first."""
+    from tunebook.compose import parse_overrides
+
+    points = expand(sweep)
+    validate_points(recipe, overrides, points)
+    base = parse_overrides(overrides)
+    sweep_id = time.strftime("%Y%m%d-%H%M%S")
+    train_fn = train_fn or _default_train
+    log(f"sweep {sweep_id}: {len(points)} point(s) of recipe {recipe}")
+    rows = []
+    for i, point in enumerate(points, 1):
+        log(f"[{i}/{len(points)}] {' '.join(point)}")
+        t0 = time.perf_counter()
+        status, run, error = "ok", None, ""
+        try:
+            run = train_fn(recipe, [*base, *point],
+                           tags={SWEEP_TAG: sweep_id, f"{SWEEP_TAG}.point": " ".join(point)})
+        except UserError:
+            raise  # invalid input stops the sweep: every later point would fail the same way
+        except Exception as e:  # one diverged or crashed point must not lose the others
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            log(f"  failed: {error}")
+        rows.append({"point": " ".join(point), "status": status, "error": error,
+                     "run_dir": str(run.path) if run is not None else "",
+                     "eval_loss": eval_loss(run) if run is not None else None,
+                     "wall_s": round(time.perf_counter() - t0, 1)})
+    rows.sort(key=lambda r: (r["eval_loss"] is None, r["eval_loss"] or 0.0))
+    return rows
+
+
+def _default_train(recipe: str, overrides: list[str], *, tags: dict[str, str]) -> Any:
+    from tunebook import train
+
+    return train.train_recipe(recipe, overrides, tags=tags)
+
+
+def eval_loss(run: Any) -> float | None:
+    """The run's last validation loss: from MLflow, else from the trainer state on disk."""
+    import json
+
+    from tunebook import tracking
+
+    run_id = tracking.run_id_of(run)
+    if run_id:
+        client = tracking._client()
+        value = client.get_run(run_id).data.metrics.get("eval_loss")
+        if value is not None:
+            return float(value)
+    states = sorted(run.output_dir.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
+    for state in reversed(states):
+        history = json.loads(state.read_text()).get("log_history", [])
+        losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+        if losses:
+            return float(losses[-1])
+    return None
+
+
+def print_summary(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", "point", "eval_loss", "status", "wall s", "run dir"):
+        table.add_column(col, justify="right" if col in ("rank", "eval_loss", "wall s") else "left")
+    for i, row in enumerate(rows, 1):
+        loss = "-" if row["eval_loss"] is None else f"{row['eval_loss']:.4f}"
+        table.add_row(str(i), row["point"], loss, row["status"], f"{row['wall_s']:.0f}",
+                      paths.rel(row["run_dir"]) if row["run_dir"] else row["error"][:60])
+    Console(width=160).print(table)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from tunebook.cli import add_recipe_args
+
+    p = sub.add_parser("sweep", help="Hydra multirun over RECIPE: one tracked training run per "
+                                     "grid point, ranked by validation loss")
+    add_recipe_args(p)
+    p.add_argument("--sweep", required=True,
+                   help="Hydra sweep overrides, e.g. 'axolotl.learning_rate=1e-4,2e-4 "
+                        "axolotl.lora_r=8,16'")
+    p.add_argument("--dry-run", action="store_true", help="list the grid points, train nothing")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    points = expand(args.sweep)
+    if args.dry_run:
+        validate_points(args.recipe, args.overrides, points)
+        for i, point in enumerate(points, 1):
+            print(f"{i:>3}  {shlex.join(point)}")
+        print(f"{len(points)} point(s) of recipe {args.recipe}, all valid")
+        return 0
+    rows = run_sweep(args.recipe, args.overrides, args.sweep)
+    print_summary(rows, f"sweep of {args.recipe}: {len(rows)} point(s), best validation loss "
+                        "first")
+    return 1 if any(r["status"] != "ok" for r in rows) else 0

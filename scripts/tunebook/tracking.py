@@ -1,0 +1,454 @@
+"""Tracking with MLflow: every run, its evaluation and its ship decision, findable later.
+
+Where: ``MLFLOW_TRACKING_URI`` when set (a team server), else a local store
+``sqlite:///<root>/runs/mlflow.db`` with artifacts under ``runs/mlartifacts/``. Nothing leaves the
+machine unless that variable says so; MLflow's telemetry is switched off.
+
+How a run is tracked (we own the run id, so training, eval, gate and report land in one run):
+1. ``start_run(run_dir, config)`` creates the MLflow run, logs the resolved recipe as flattened
+   params and records ``mlflow_run_id`` in the manifest;
+2. ``axolotl_keys(run_id)`` go into the rendered ``axolotl.yaml`` and ``env(run_id)`` into the
+   training process: Axolotl's MLflow integration resumes *our* run (``MLFLOW_RUN_ID``) and logs
+   loss, eval_loss, learning rate... (Axolotl rejects a ``mlflow_run_id`` key, hence the env);
+3. ``log_eval``, ``log_gate``, ``log_artifacts`` add the rest to the same run.
+
+Weights & Biases stays available as an override, off by default:
+``OVERRIDES="+axolotl.use_wandb=true +axolotl.wandb_project=my-project"`` (plus ``WANDB_API_KEY``
+in the environment, never in a recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tunebook import paths
+from tunebook.errors import CheckFailed, UserError
+
+DEFAULT_EXPERIMENT = "tunebook"
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+                 "AXOLOTL_DO_NOT_TRACK": "1"}
+TAG = "tunebook."  # prefix of our tags: tunebook.recipe, tunebook.gate ...
+MAX_PARAM_CHARS = 6000  # MLflow 3's limit on one param value
+BATCH = 100  # MLflow's limit on params per log_batch call
+
+
+# -- where -------------------------------------------------------------------------------------
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the local sqlite store under ``runs/``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    paths.RUNS.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{paths.RUNS.resolve() / 'mlflow.db'}"
+
+
+def is_local(uri: str | None = None) -> bool:
+    return not os.environ.get("MLFLOW_TRACKING_URI") if uri is None else uri.startswith("sqlite:")
+
+
+def experiment_name() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def _client() -> Any:
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations on first use
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri())
+
+
+def _experiment_id(client: Any, *, create: bool = True) -> str | None:
+    name = experiment_name()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    if not create:
+        return None
+    location = (paths.RUNS.resolve() / "mlartifacts").as_uri() if is_local() else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+# -- starting a run and wiring it into Axolotl -------------------------------------------------
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Nested sections -> ``{"axolotl.lora_r": "16", ...}``; lists stay JSON, long values cut."""
+    out: dict[str, str] = {}
+    if isinstance(config, dict) and config:
+        for key, value in config.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    text = config if isinstance(config, str) else json.dumps(config, sort_keys=True)
+    out[prefix.rstrip(".")] = text[:MAX_PARAM_CHARS]
+    return out
+
+
+def start_run(run_dir: Any, config: dict[str, Any], *, tags: dict[str, str] | None = None) -> str:
+    """Create the MLflow run of ``run_dir`` (a ``render.RunDir``), log ``config`` as params.
+
+    Returns the run id, which is also recorded in the manifest (``mlflow_run_id``)."""
+    from mlflow.entities import Param, RunTag
+
+    client = _client()
+    exp_id = _experiment_id(client)
+    manifest = run_dir.manifest()
+    meta = config.get("meta", {})
+    all_tags = {
+        f"{TAG}recipe": run_dir.recipe,
+        f"{TAG}run_dir": str(run_dir.path),
+        f"{TAG}launcher": str(config.get("launcher", {}).get("name", "")),
+        f"{TAG}method": str(meta.get("method", {}).get("name", "")),
+        f"{TAG}task": str(meta.get("task", {}).get("name", "")),
+        f"{TAG}primary": _primary_key(config) or "",
+        "mlflow.source.git.commit": str((manifest.get("git") or {}).get("sha") or ""),
+        **(tags or {}),
+    }
+    run = client.create_run(exp_id, run_name=f"{run_dir.recipe}/{run_dir.run_id}",
+                            tags=all_tags)
+    run_id = run.info.run_id
+    from tunebook.render import redact
+
+    params = [Param(k, v) for k, v in sorted(flatten(redact(config)).items())]
+    for i in range(0, len(params), BATCH):
+        client.log_batch(run_id, params=params[i:i + BATCH])
+    client.log_batch(run_id, tags=[RunTag(f"{TAG}overrides",
+                                          " ".join(manifest.get("overrides") or []))])
+    run_dir.update_manifest(mlflow_run_id=run_id, mlflow_experiment=experiment_name(),
+                            mlflow_tracking_uri=_safe_uri(tracking_uri()))
+    return run_id
+
+
+def _safe_uri(uri: str) -> str:
+    """A tracking URI without user:password@, for the manifest and axolotl.yaml."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def axolotl_keys(run_id: str) -> dict[str, Any]:
+    """Keys for ``render(..., axolotl_extra=...)``: Axolotl's MLflow integration, on our run."""
+    return {
+        "use_mlflow": True,
+        "mlflow_tracking_uri": _safe_uri(tracking_uri()),
+        "mlflow_experiment_name": experiment_name(),
+        "hf_mlflow_log_artifacts": False,  # checkpoints stay in the run dir; log_artifacts picks
+    }
+
+
+def env(run_id: str) -> dict[str, str]:
+    """Environment of the training process: resume our run, no telemetry."""
+    return {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": tracking_uri(),
+            "MLFLOW_EXPERIMENT_NAME": experiment_name(), **TELEMETRY_OFF}
+
+
+@contextlib.contextmanager
+def child_env(run_id: str) -> Iterator[None]:
+    """``env(run_id)`` in this process (in-process training), restored afterwards.
+
+    Also ends an MLflow run left active by a crashed trainer, so the next run starts clean."""
+    saved = {k: os.environ.get(k) for k in env(run_id)}
+    os.environ.update(env(run_id))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            with contextlib.suppress(Exception):
+                while mlflow.active_run() is not None:
+                    mlflow.end_run()
+
+
+# -- adding to a run ---------------------------------------------------------------------------
+
+def run_id_of(run_dir: Any) -> str | None:
+    return run_dir.manifest().get("mlflow_run_id")
+
+
+def _require(run_dir: Any) -> str:
+    run_id = run_id_of(run_dir)
+    if not run_id:
+        raise UserError(f"{paths.rel(run_dir.path)}: no MLflow run recorded in manifest.json "
+                        "(mlflow_run_id); it was rendered without tracking")
+    return run_id
+
+
+def log_metrics(run_dir: Any, metrics: dict[str, float], *, step: int = 0) -> None:
+    from mlflow.entities import Metric
+
+    run_id = _require(run_dir)
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())
+             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    client = _client()
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i:i + 1000])
+
+
+def log_eval(run_dir: Any, metrics: dict[str, dict[str, float]], *, prefix: str = "eval") -> None:
+    """``{suite: {metric: value}}`` -> metrics ``eval/<suite>/<metric>`` on the run."""
+    flat = {f"{prefix}/{suite}/{name}": value for suite, values in metrics.items()
+            for name, value in (values or {}).items()}
+    log_metrics(run_dir, flat)
+
+
+def verdict(gate: Any) -> str | None:
+    """``ship`` / ``no-ship`` from a gate decision as the manifest records it, else ``None``."""
+    if gate is None:
+        return None
+    if isinstance(gate, bool):
+        return "ship" if gate else "no-ship"
+    if isinstance(gate, str):
+        word = gate.strip().lower().replace("_", "-").replace(" ", "-")
+        return "ship" if word in ("ship", "pass", "passed", "yes") else "no-ship"
+    if isinstance(gate, dict):
+        for key in ("ship", "decision", "verdict", "passed"):
+            if key in gate:
+                return verdict(gate[key])
+    return None
+
+
+def log_gate(run_dir: Any, decision: Any) -> str | None:
+    """Record the gate decision: tag ``tunebook.gate``, metric ``gate/ship`` (1/0), gate.json."""
+    run_id = _require(run_dir)
+    word = verdict(decision)
+    client = _client()
+    client.set_tag(run_id, f"{TAG}gate", word or "unknown")
+    if word:
+        flat = {"gate/ship": 1.0 if word == "ship" else 0.0}
+        if isinstance(decision, dict):
+            flat.update({f"gate/{k}": v for k, v in flatten(decision).items()
+                         if _is_number(v)})
+        log_metrics(run_dir, {k: float(v) for k, v in flat.items()})
+    client.log_dict(run_id, decision if isinstance(decision, dict) else {"decision": decision},
+                    "gate.json")
+    return word
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text)) and text not in ("true", "false")
+    except (TypeError, ValueError):
+        return False
+
+
+def log_artifacts(run_dir: Any) -> None:
+    """Run dir files (manifest, configs, eval, gate, report) and the final adapter only."""
+    run_id = _require(run_dir)
+    client = _client()
+    for item in sorted(run_dir.path.iterdir()):
+        if item.name in ("output",) or item.name.endswith(".tmp"):
+            continue
+        if item.is_dir():
+            client.log_artifacts(run_id, str(item), artifact_path=item.name)
+        elif item.is_file():
+            client.log_artifact(run_id, str(item))
+    adapter = adapter_dir(run_dir)
+    if adapter is not None:
+        files = [f for f in adapter.iterdir() if f.is_file()]
+        for f in files:
+            client.log_artifact(run_id, str(f), artifact_path="adapter")
+    else:
+        client.set_tag(run_id, f"{TAG}output_dir", str(run_dir.output_dir))
+
+
+def adapter_dir(run_dir: Any) -> Path | None:
+    out = run_dir.output_dir
+    return out if (out / "adapter_config.json").is_file() else None
+
+
+def end_run(run_dir: Any, status: str = "FINISHED") -> None:
+    """Close the run (``FINISHED``/``FAILED``/``KILLED``) and tag the manifest's status."""
+    run_id = _require(run_dir)
+    client = _client()
+    client.set_tag(run_id, f"{TAG}status", str(run_dir.manifest().get("status", "")))
+    client.set_terminated(run_id, status=status)
+
+
+def _primary_key(config: dict[str, Any]) -> str | None:
+    primary = (config.get("eval") or {}).get("primary") or {}
+    if primary.get("suite") and primary.get("metric"):
+        return f"eval/{primary['suite']}/{primary['metric']}"
+    return None
+
+
+# -- reading runs back -------------------------------------------------------------------------
+
+def recent_runs(limit: int = 20, recipe: str | None = None) -> list[dict[str, Any]]:
+    """Newest first: recipe, run name, status, primary metric, eval_loss, gate verdict."""
+    client = _client()
+    exp_id = _experiment_id(client, create=False)
+    if exp_id is None:
+        return []
+    query = f"tags.`{TAG}recipe` = '{recipe}'" if recipe else ""
+    runs = client.search_runs([exp_id], filter_string=query, max_results=limit,
+                              order_by=["attributes.start_time DESC"])
+    rows = []
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        primary = tags.get(f"{TAG}primary") or ""
+        rows.append({
+            "run_id": run.info.run_id,
+            "name": run.info.run_name,
+            "recipe": tags.get(f"{TAG}recipe", ""),
+            "launcher": tags.get(f"{TAG}launcher", ""),
+            "status": run.info.status,
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000)),
+            "primary": primary.removeprefix("eval/"),
+            "primary_value": metrics.get(primary),
+            "eval_loss": metrics.get("eval_loss"),
+            "gate": tags.get(f"{TAG}gate", ""),
+            "run_dir": tags.get(f"{TAG}run_dir", ""),
+        })
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def print_runs(rows: Sequence[dict[str, Any]], *, title: str = "runs") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("started", "recipe", "run", "launcher", "status", "primary metric", "eval_loss",
+                "gate"):
+        table.add_column(col, justify="right" if col in ("eval_loss",) else "left")
+    for row in rows:
+        primary = f"{row['primary']} = {_fmt(row['primary_value'])}" if row["primary"] else "-"
+        table.add_row(row["started"], row["recipe"], row["name"].split("/")[-1], row["launcher"],
+                      row["status"], primary, _fmt(row["eval_loss"]), row["gate"] or "-")
+    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+def register_adapter(run_dir: Any, *, name: str | None = None) -> tuple[str, str]:
+    """Register the run's adapter as a model version; only when its gate said ship."""
+    gate = run_dir.manifest().get("gate")
+    word = verdict(gate)
+    if word != "ship":
+        why = ("has no gate decision; run `make gate` first" if word is None else
+               "was rejected by the gate (no-ship); a model that did not clearly improve is "
+               "not registered")
+        raise CheckFailed(f"{paths.rel(run_dir.path)} {why}")
+    run_id = _require(run_dir)
+    adapter = adapter_dir(run_dir)
+    if adapter is None:
+        raise UserError(f"{paths.rel(run_dir.output_dir)}: no adapter (adapter_config.json); "
+                        "register works on LoRA/QLoRA runs that finished training")
+    client = _client()
+    artifacts = {a.path for a in client.list_artifacts(run_id, "adapter")}
+    if not artifacts:
+        for f in adapter.iterdir():
+            if f.is_file():
+                client.log_artifact(run_id, str(f), artifact_path="adapter")
+    model = name or run_dir.recipe
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):
+        client.create_registered_model(model, description=f"LoRA adapters of recipe {model}")
+    source = f"{client.get_run(run_id).info.artifact_uri}/adapter"
+    version = client.create_model_version(model, source=source, run_id=run_id,
+                                          tags={f"{TAG}run_dir": str(run_dir.path),
+                                                f"{TAG}gate": "ship"})
+    run_dir.update_manifest(registered={"name": model, "version": version.version,
+                                        "source": source})
+    return model, str(version.version)
+
+
+# -- UI ----------------------------------------------------------------------------------------
+
+def ui_command(port: int = 5000) -> list[str]:
+    """``mlflow ui`` on localhost over the same store the runs are logged to."""
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    cmd = [str(mlflow_bin) if mlflow_bin.exists() else "mlflow", "ui",
+           "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    if is_local():
+        cmd += ["--default-artifact-root", (paths.RUNS.resolve() / "mlartifacts").as_uri()]
+    return cmd
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from tunebook.cli import add_recipe_args
+
+    p = sub.add_parser("runs", help="recent runs from MLflow: recipe, status, metric, gate")
+    p.add_argument("--recipe", default=None, help="only runs of this recipe")
+    p.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--dry-run", action="store_true", help="print the command, start nothing")
+    p.set_defaults(func=_cmd_ui)
+
+    p = sub.add_parser("register", help="register RUN's adapter in the MLflow model registry "
+                                        "(only if the gate said ship)")
+    add_recipe_args(p, default=None)
+    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    p.add_argument("--name", default=None, help="registered model name (default: the recipe)")
+    p.set_defaults(func=_cmd_register)
+
+    # The other scale-out commands live in their own modules; cli.py lists this one.
+    from tunebook import slurm, sweep
+
+    sweep.register(sub)
+    slurm.register(sub)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    rows = recent_runs(args.limit, args.recipe)
+    if not rows:
+        print(f"no runs tracked yet in {_safe_uri(tracking_uri())}; `make train` logs one")
+        return 0
+    print_runs(rows, title=f"{len(rows)} most recent run(s) in {_safe_uri(tracking_uri())}")
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    cmd = ui_command(args.port)
+    print(" ".join(cmd))
+    if args.dry_run:
+        return 0
+    env = {**os.environ, **TELEMETRY_OFF}
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from tunebook.render import resolve_run
+
+    run = resolve_run(args.recipe, args.run)
+    name, version = register_adapter(run, name=args.name)
+    print(f"registered {paths.rel(run.path)} as model {name!r} version {version} "
+          f"in {_safe_uri(tracking_uri())}")
+    return 0
