@@ -253,7 +253,7 @@ def test_suggestions_ranked_and_reestimated():
     p = plan.estimate(cfg, "rtx4090-24g")
     assert not p.fits
     changes = [s.change for s in p.suggestions]
-    order = ["gradient checkpointing", "micro_batch_size", "8-bit AdamW", "LoRA instead",
+    order = ["gradient checkpointing", "micro-batch", "8-bit AdamW", "LoRA instead",
              "QLoRA", "sequence_len", "ZeRO-3", "bigger GPU"]
     positions = [next(i for i, c in enumerate(changes) if key in c) for key in order]
     assert positions == sorted(positions), changes

@@ -661,13 +661,12 @@ def suggestions(config: dict[str, Any], gpu: gpus.GPU, n: int,
         new = mb // 2
         while new > 1 and not peak(_variant(config, {"axolotl.micro_batch_size": new}))[1]:
             new //= 2
-        add(f"micro_batch_size {mb} -> {new}, gradient_accumulation_steps {ga} -> {ga * mb // new}"
-            " (same sequences per step)",
+        add(f"micro-batch {mb} -> {new}, accumulation {ga} -> {ga * mb // new}",
             f'OVERRIDES="axolotl.micro_batch_size={new} '
             f'axolotl.gradient_accumulation_steps={ga * mb // new}"',
             _variant(config, {"axolotl.micro_batch_size": new,
                               "axolotl.gradient_accumulation_steps": ga * mb // new}),
-            "same result, lower GPU utilisation")
+            "same sequences per step; lower GPU utilisation")
     opt = str(ax.get("optimizer") or "")
     if kind == "full" and (OPTIMIZER_STATE_BYTES.get(opt) is None):
         add("8-bit AdamW states", 'OVERRIDES="axolotl.optimizer=adamw_bnb_8bit"',
@@ -945,7 +944,7 @@ def render(plan: Plan, overrides: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(width=max(100, Console().width))
+    con = Console(width=max(120, Console().width))
     title = (f"{plan.recipe}{' ' + overrides if overrides else ''} on {plan.gpus} x {plan.gpu} "
              f"({plan.gpu_name}, {plan.capacity_gb:g} GiB)")
     t = Table(title=f"memory per GPU: {title}", title_justify="left")
@@ -964,7 +963,8 @@ def render(plan: Plan, overrides: str = "") -> None:
     if plan.suggestions:
         st = Table(title="to make it fit (cheapest change first)", title_justify="left")
         for col in ("#", "change", "OVERRIDES / option", "new peak GiB", "fits", "cost"):
-            st.add_column(col)
+            st.add_column(col, overflow="fold", justify="right" if col == "new peak GiB" else
+                          "left")
         for i, sg in enumerate(plan.suggestions, 1):
             st.add_row(str(i), sg.change, sg.overrides, f"{sg.peak_gb:.1f}",
                        "yes" if sg.fits else "no", sg.cost)
