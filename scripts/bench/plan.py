@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         con.print(f"    source: {p['source']}", highlight=False)
         if p.get("settings"):
             con.print(f"    settings: {p['settings']}", highlight=False)
+        if p.get("note"):
+            con.print(f"    note: {p['note']}", highlight=False)
         if r.note and (r.ok is not True):
             con.print(f"    why it misses: {r.note}", highlight=False)
     in_target = [r for r in results if r.ok is not None]
