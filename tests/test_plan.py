@@ -289,3 +289,13 @@ def test_validation_passes_and_fsdp_checkpointing():
     assert term(p, "weights") == pytest.approx(plan.Arch.from_config(cfg).total_params * 2 / 8
                                                / GIB)
     assert plan.estimate(cfg, "a100-80g", 1, suggest=False).gpus == 1  # explicit --gpus 1
+
+
+def test_cpu_has_no_cuda_context_and_params_b_is_checked():
+    p = plan.estimate(mistral(), "cpu", suggest=False)
+    dynamic = term(p, "activations: checkpoints") + term(p, "activations: peak")
+    assert term(p, "CUDA context") == pytest.approx(0.10 * dynamic)
+    wrong = mistral()
+    wrong["meta"]["model"]["params_b"] = 6.0  # the architecture numbers give 7.24B
+    assert any("params_b says 6.0B" in a for a in plan.estimate(wrong, "a100-80g",
+                                                                suggest=False).assumptions)

@@ -194,6 +194,7 @@ class Settings:
     adapter_bytes: int  # PEFT keeps adapters in fp32 (autocast_adapter_dtype)
     embedding_bytes: int  # Axolotl casts embeddings/LM head of a quantised base back to bf16
     evaluations: float  # validation passes over data.val in the whole run
+    device: str  # the GPU id; "cpu" has no CUDA context
 
 
 def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | None = None,
@@ -267,7 +268,7 @@ def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | No
         offload=bool(launcher.get("offload")),
         adapter_bytes=int(fw.get("adapter_bytes", 4)),
         embedding_bytes=int(fw.get("embedding_bytes", dtype_bytes)),
-        evaluations=_evaluations(ax),
+        evaluations=_evaluations(ax), device=gpu.id,
     )
 
 
@@ -344,6 +345,14 @@ class Plan:
 
 def _gb(nbytes: float) -> float:
     return nbytes / GIB
+
+
+def _n(count: float) -> str:
+    """A parameter or FLOP count, readable at any size: 7.24B, 83.9M, 672k."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= div:
+            return f"{count / div:.3g}{unit}"
+    return f"{count:.3g}"
 
 
 def optimizer_state_bytes(optimizer: str, param_bytes: int) -> tuple[float, str]:
@@ -424,18 +433,18 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         qb = NF4_BYTES if s.double_quant else NF4_BYTES_NO_DQ
         eb = s.embedding_bytes
         w = P_lin * qb + (P_emb + P_oth) * eb
-        how = (f"{P_lin / 1e9:.2f}B linear params x {qb:.3f} B (NF4"
+        how = (f"{_n(P_lin)} linear params x {qb:.3f} B (NF4"
                f"{' + double-quantised constants' if s.double_quant else ' + fp32 absmax'})"
-               f" + {(P_emb + P_oth) / 1e9:.2f}B embeddings/LM head/norms x {eb} B "
+               f" + {_n(P_emb + P_oth)} embeddings/LM head/norms x {eb} B "
                f"({'fp32' if eb == 4 else s.dtype_name}, never quantised)")
     elif s.adapter and s.quant_bits == 8:
         eb = s.embedding_bytes
         w = P_lin * INT8_BYTES + (P_emb + P_oth) * eb
-        how = (f"{P_lin / 1e9:.2f}B linear params x 1 B (LLM.int8) + "
-               f"{(P_emb + P_oth) / 1e9:.2f}B embeddings/LM head/norms x {eb} B")
+        how = (f"{_n(P_lin)} linear params x 1 B (LLM.int8) + "
+               f"{_n(P_emb + P_oth)} embeddings/LM head/norms x {eb} B")
     else:
         w = arch.total_params * bb
-        how = f"{arch.total_params / 1e9:.2f}B params x {bb} B ({s.dtype_name})"
+        how = f"{_n(arch.total_params)} params x {bb} B ({s.dtype_name})"
     if w_shard > 1:
         how += f", sharded / {n} GPUs"
         if s.offload:
@@ -466,7 +475,7 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         shapes = ", ".join(f"{t} {arch.modules().get(t, ('?', '?'))[0]}->"
                            f"{arch.modules().get(t, ('?', '?'))[1]}" for t in per)
         terms.append(Term("LoRA adapters", _gb(trainable * pb),
-                          f"{trainable / 1e6:.1f}M params = r {s.r} x (d_in + d_out) over "
+                          f"{_n(trainable)} params = r {s.r} x (d_in + d_out) over "
                           f"{shapes} x {arch.layers} layers, x {pb} B "
                           f"({'fp32: PEFT autocasts adapters' if pb == 4 else 'bf16'})"))
         grad_b, opt_param_b, master = pb, pb, 0
@@ -478,7 +487,7 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         master = 4 if (s.launcher == "deepspeed" and bb == 2) else 0
         opt_param_b = 4 if master else bb
     terms.append(Term("gradients", _gb(trainable * grad_b / g_shard),
-                      f"{trainable / 1e6:.1f}M trainable x {grad_b} B"
+                      f"{_n(trainable)} trainable x {grad_b} B"
                       + (f", sharded / {n}" if g_shard > 1 else "")))
     state_b, note = optimizer_state_bytes(s.optimizer, opt_param_b)
     if note:
@@ -546,8 +555,9 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
     notes.append(lhow)
 
     # 4. Overheads.
-    terms.append(Term("CUDA context + allocator", CUDA_CONTEXT_GIB + _gb(dynamic) * FRAGMENTATION,
-                      f"{CUDA_CONTEXT_GIB} GiB context/workspaces + {FRAGMENTATION:.0%} "
+    context = 0.0 if s.device == "cpu" else CUDA_CONTEXT_GIB
+    terms.append(Term("CUDA context + allocator", context + _gb(dynamic) * FRAGMENTATION,
+                      f"{context} GiB context/workspaces + {FRAGMENTATION:.0%} "
                       "caching-allocator slack on activations"))
     return terms, notes, trainable
 
@@ -584,12 +594,12 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
     total_params = arch.total_params
     if abs(total_params / 1e9 - arch.params_b) / arch.params_b > 0.03:
         assumptions.append(f"meta.model.params_b says {arch.params_b}B but the architecture "
-                           f"numbers give {total_params / 1e9:.2f}B: check recipes/model/")
+                           f"numbers give {_n(total_params)}: check recipes/model/")
     plan = Plan(
         recipe=str(config.get("_recipe", "")), gpu=gpu.id, gpu_name=gpu.name, gpus=s.gpus,
         capacity_gb=float(gpu.memory_gb), usable_gb=round(usable, 3), peak_gb=round(peak, 3),
         fits=peak <= usable, headroom_gb=round(gpu.memory_gb - peak, 3), terms=terms,
-        sharding=_sharding_text(s), params_b=round(total_params / 1e9, 3),
+        sharding=_sharding_text(s), params_b=round(total_params / 1e9, 6),
         trainable_params=trainable, assumptions=[a for a in assumptions if a],
     )
     plan.time = time_cost(arch, s, gpu, tokens, price, mfu, config if count else None)
@@ -735,9 +745,9 @@ def flops_per_token(arch: Arch, s: Settings) -> tuple[float, str]:
         mult_attn += 1
     f = lin_mult * N + mult_attn * attn_fwd
     parts = "2 fwd + 2 input-grad" if s.adapter else "2 fwd + 4 bwd"
-    how = (f"{lin_mult} x N ({N / 1e9:.2f}B matmul params: {parts}"
+    how = (f"{lin_mult} x N ({_n(N)} matmul params: {parts}"
            f"{' + 2 recompute' if s.checkpointing else ''}) + attention {mult_attn} x "
-           f"{attn_fwd / 1e9:.2f} GFLOP")
+           f"{_n(attn_fwd)} FLOPs")
     if s.dpo:
         f += 2 * N + attn_fwd  # reference forward, no backward
         how += " + 2N reference forward (DPO)"
@@ -954,7 +964,7 @@ def render(plan: Plan, overrides: str = "") -> None:
     for term in plan.terms:
         t.add_row(term.name, f"{term.gb:.2f}", term.detail)
     t.add_row("[bold]peak[/bold]", f"[bold]{plan.peak_gb:.2f}[/bold]",
-              f"{plan.params_b}B params, {plan.trainable_params / 1e6:,.1f}M trainable")
+              f"{_n(plan.params_b * 1e9)} params, {_n(plan.trainable_params)} trainable")
     con.print(t)
     con.print(f"sharding: {plan.sharding}")
     verdict = ("[green]fits[/green]" if plan.fits else "[red]does not fit[/red]")
@@ -975,7 +985,7 @@ def render(plan: Plan, overrides: str = "") -> None:
         tt.add_column("quantity")
         tt.add_column("value", justify="right")
         tt.add_column("how")
-        tt.add_row("FLOPs per token", f"{tc.flops_per_token / 1e9:.1f} G", tc.detail)
+        tt.add_row("FLOPs per token", _n(tc.flops_per_token), tc.detail)
         if tc.tokens_per_epoch is None:
             tt.add_row("tokens per epoch", "unknown", tc.tokens_source)
         else:
