@@ -474,7 +474,7 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         pb = s.adapter_bytes
         shapes = ", ".join(f"{t} {arch.modules().get(t, ('?', '?'))[0]}->"
                            f"{arch.modules().get(t, ('?', '?'))[1]}" for t in per)
-        terms.append(Term("LoRA adapters", _gb(trainable * pb),
+        terms.append(Term("LoRA adapters", _gb(trainable * pb / w_shard),
                           f"{_n(trainable)} params = r {s.r} x (d_in + d_out) over "
                           f"{shapes} x {arch.layers} layers, x {pb} B "
                           f"({'fp32: PEFT autocasts adapters' if pb == 4 else 'bf16'})"))
@@ -589,6 +589,7 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
         if s.adapter and s.adapter_bytes == 4 else "",
         "DPO: chosen and rejected run as one batch of 2 x micro_batch_size; the reference model is "
         "the base with adapters disabled (no second copy of the weights)" if s.dpo else "",
+        f"time: {s.gpus} GPUs scale linearly (communication not modelled)" if s.gpus > 1 else "",
         *notes,
     ]
     total_params = arch.total_params
