@@ -439,9 +439,8 @@ def evaluate_run(run: Any, *, lm: Any = None, log: Any = print) -> Path:
     write_meta(out, kind="tuned", recipe=run.recipe, model=mid, model_path=base, adapter=adapter,
                key=baseline_key(mid, spec), baseline=str(base_dir), spec=spec.to_json(),
                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary)
-    with contextlib.suppress(Exception):
-        run.update_manifest(eval={"dir": str(out), "baseline": str(base_dir),
-                                  "metrics": summary["metrics"], "wall_s": summary["wall_s"]})
+    run.update_manifest(eval={"dir": str(out), "baseline": str(base_dir),
+                              "metrics": summary["metrics"], "wall_s": summary["wall_s"]})
     log(f"tuned model of {paths.rel(run.path)} on {', '.join(spec.suites)} in "
         f"{summary['wall_s']} s: {paths.rel(out)}/ (baseline {paths.rel(base_dir)}/)")
     _print_metrics(summary["metrics"], log)
