@@ -191,7 +191,7 @@ def _provenance(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _data_check(manifest: dict[str, Any]) -> Any:
-    for key in ("data_check", "data-check", "datacheck"):
+    for key in ("data_gate", "data_check", "data-check"):
         if key in manifest:
             return manifest[key]
     return None

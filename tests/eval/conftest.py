@@ -36,7 +36,7 @@ def make_run(tmp_path: Path):
             "created": "2026-01-01T00:00:00", "git": {"sha": "deadbeef", "dirty": False},
             "packages": {"lm_eval": "0.4.11"}, "hardware": {"cpu_count": 2, "gpus": []},
             "data_files": {"data-templates/datasets/triage/train.jsonl": "ab" * 32},
-            "data_check": {"verdict": "pass", "rows": {"train": 544}}}))
+            "data_gate": {"passed": True, "summary": "data-check: train 544. PASSED."}}))
         state = run_path / "output" / "checkpoint-20"
         state.mkdir(parents=True)
         history = [{"step": s, "loss": 3.0 / s} for s in range(1, 21)]

@@ -82,7 +82,7 @@ def test_html_is_self_contained_with_decodable_plots(reported):
     # the gate's table, the best items side by side, the data check and provenance
     assert "McNemar exact (b=0, c=20)" in text and "0.00 &rarr; 1.00" in text
     assert "tuned: " + LABELS[0] in text and "base: dunno" in text
-    assert "&quot;verdict&quot;: &quot;pass&quot;" in text and "deadbeef" in text
+    assert "train 544. PASSED." in text and "deadbeef" in text
 
 
 def test_markdown_twin(reported):
