@@ -590,6 +590,17 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
         "DPO: chosen and rejected run as one batch of 2 x micro_batch_size; the reference model is "
         "the base with adapters disabled (no second copy of the weights)" if s.dpo else "",
         f"time: {s.gpus} GPUs scale linearly (communication not modelled)" if s.gpus > 1 else "",
+        "time: LoRA/QLoRA cost 4N FLOPs per token, not 6N: a frozen weight needs the gradient of "
+        "its input (2N) but no weight gradient (the other 2N of a full backward)"
+        if s.adapter else "time: full fine-tuning costs 6N FLOPs per token (2N forward, 4N "
+        "backward)",
+        "time: gradient checkpointing recomputes the forward (+2N per token)"
+        if s.checkpointing else "",
+        f"time: {gpu.bf16_tflops:g} TFLOP/s dense bf16 peak (recipes/hardware/gpus.yaml) x the "
+        "assumed utilisation (--mfu); QLoRA defaults lower because every NF4 matmul dequantises "
+        "its weight first",
+        "time: tokens = each training conversation rendered with the tokenizer's chat template, "
+        "capped at sequence_len, x num_epochs; padding is not counted",
         *notes,
     ]
     total_params = arch.total_params
