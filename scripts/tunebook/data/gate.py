@@ -291,7 +291,7 @@ def _answer_problems(ans: str, validator: Any) -> list[tuple[str, str]]:
 
 
 def _duplicates(rep: FileReport, index: neardup.Index, texts: list[str], rows: list[Row],
-                threshold: float) -> neardup.LSH | None:
+                threshold: float) -> None:
     first: dict[str, int] = {}
     exact: set[int] = set()
     for k, t in enumerate(texts):
@@ -302,10 +302,8 @@ def _duplicates(rep: FileReport, index: neardup.Index, texts: list[str], rows: l
             rep.add(rows[k].line, "exact-duplicate", f"same text as line {rows[j].line} "
                     "(after case and whitespace normalisation)")
     if len(texts) < 2:
-        return None
-    keep = [k for k in range(len(texts)) if k not in exact]
-    lsh = neardup.LSH(index, threshold, keep)
-    found = neardup.clusters(index, threshold, skip=exact, lsh=lsh)
+        return
+    found = neardup.clusters(index, threshold, skip=exact)
     best: dict[int, float] = {}
     for i, j, jac in found.pairs:
         best[i] = max(best.get(i, 0.0), jac)
@@ -317,7 +315,6 @@ def _duplicates(rep: FileReport, index: neardup.Index, texts: list[str], rows: l
                                     "similarity": round(jac, 3)})
         rep.add(rows[k].line, "near-duplicate", f"{jac:.2f} similar to line {rows[root].line} "
                 f"(char 5-gram Jaccard >= {threshold})")
-    return lsh
 
 
 def _pii(rep: FileReport, texts: list[str], rows: list[Row]) -> None:
@@ -406,7 +403,6 @@ class _FileWork:
     rows: list[Row]
     texts: list[str]
     index: neardup.Index
-    lsh: neardup.LSH | None
     keys: list[str]
 
 
@@ -437,7 +433,7 @@ def _check_file(path: Path, role: str, fmt: str | None, checks: Checks,
     rows = rep.valid()
     texts = [formats.row_text(r.obj) for r in rows]
     index = neardup.Index.build(texts)
-    lsh = _duplicates(rep, index, texts, rows, checks.near_duplicate_threshold)
+    _duplicates(rep, index, texts, rows, checks.near_duplicate_threshold)
     _pii(rep, texts, rows)
     if labels:
         _labels(rep, rows, labels)
@@ -448,7 +444,7 @@ def _check_file(path: Path, role: str, fmt: str | None, checks: Checks,
     if tokenizer is not None and seq_len:
         _lengths(rep, rows, tokenizer, seq_len)
     keys = [neardup.exact_key(t) for t in texts]
-    return _FileWork(rep, rows, texts, index, lsh, keys)
+    return _FileWork(rep, rows, texts, index, keys)
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,9 +629,7 @@ def _leaks(works: list[_FileWork], threshold: float) -> tuple[list[dict], list[P
                     rows_left.append(k)
             if not rows_left or not t.rows:
                 continue
-            target = t.lsh if t.lsh is not None and t.lsh.threshold == threshold else \
-                neardup.LSH(t.index, threshold)
-            for k, j, jac in neardup.cross_matches(q.index, target, threshold, rows_left):
+            for k, j, jac in neardup.cross_matches(q.index, t.index, threshold, rows_left):
                 leaked.add(k)
                 leaks.append({"path": q.rep.path, "line": q.rows[k].line, "of_path": t.rep.path,
                               "of_line": t.rows[j].line, "similarity": round(jac, 3)})

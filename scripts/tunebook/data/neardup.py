@@ -9,11 +9,17 @@ Python (SHA-1) and apply 128 permutations per shingle, O(shingles x perms) per r
 shingle of every row is hashed once in numpy (a rolling polynomial hash mixed by splitmix64),
 and the signature is *one-permutation hashing* (Li, Owen & Zhang 2012): the top 7 bits of a
 shingle's hash pick one of 128 bins, the rest is its value, the bin keeps the minimum, and
-empty bins are filled by rotation densification (Shrivastava & Li 2014). The signatures are
-then indexed with datasketch's ``MinHashLSH`` (its own optimal bands/rows for the threshold)
-through ``LeanMinHash`` objects and an insertion session. Every candidate pair LSH returns is
-confirmed with the *exact* Jaccard of the two shingle sets, so the reported clusters never rest
-on an estimate.
+empty bins are filled by rotation densification (Shrivastava & Li 2014).
+
+Why our own banding: the LSH is datasketch's -- the same (bands, rows) that
+``datasketch.MinHashLSH`` picks for the threshold (``_optimal_param``, false positives and
+negatives weighted equally) and the same rule (two rows are candidates when one band of their
+signatures is identical; ``tests/data/test_data_neardup.py`` checks the candidates equal
+``MinHashLSH``'s) -- but computed for all rows at once with numpy sorts instead of one Python
+``insert``/``query`` per row, which alone cost ~10 s on 100k rows.
+
+Every candidate pair is then confirmed with the *exact* Jaccard of the two shingle sets, so
+the reported clusters and leaks never rest on an estimate.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -30,7 +37,6 @@ SHINGLE = 5  # characters per shingle
 _BIN_BITS = 7  # 2**7 == NUM_PERM
 _VALUE_BITS = 64 - _BIN_BITS
 _EMPTY = np.uint64(np.iinfo(np.uint64).max)
-_SEED = 1  # LeanMinHash needs a seed; ours are not datasketch's permutations, so any fixed one
 
 
 def normalise(text: str) -> str:
@@ -56,24 +62,41 @@ def shingle_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(hashes, offsets)``: the shingles of text ``i`` are ``hashes[offsets[i]:
     offsets[i+1]]``. A text shorter than 5 characters is padded so it still has one shingle.
+    Works in chunks of rows so memory stays bounded on large files.
     """
     norm = [normalise(t).ljust(SHINGLE) for t in texts]
     lengths = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
-    codes = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    starts = np.concatenate(([0], np.cumsum(lengths)))
     n_sh = lengths - SHINGLE + 1
-    offsets = np.concatenate(([0], np.cumsum(n_sh)))
-    total = int(offsets[-1])
-    if total == 0:
-        return np.zeros(0, dtype=np.uint64), offsets
-    # Position of each shingle in `codes`: row start + index within the row.
-    row_of = np.repeat(np.arange(len(norm)), n_sh)
-    pos = starts[row_of] + (np.arange(total) - offsets[row_of])
-    h = np.zeros(total, dtype=np.uint64)
+    offsets = np.concatenate(([0], np.cumsum(n_sh))).astype(np.int64)
+    out = np.empty(int(offsets[-1]), dtype=np.uint64)
+    start = 0
+    while start < len(norm):
+        # ~4M characters per chunk: a few tens of MB of temporaries.
+        stop, chars = start, 0
+        while stop < len(norm) and (chars < 4_000_000 or stop == start):
+            chars += int(lengths[stop])
+            stop += 1
+        out[offsets[start] : offsets[stop]] = _chunk_hashes(norm[start:stop],
+                                                            lengths[start:stop])
+        start = stop
+    return out, offsets
+
+
+def _chunk_hashes(norm: list[str], lengths: np.ndarray) -> np.ndarray:
+    codes = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    m = len(codes) - SHINGLE + 1
+    h = codes[:m].copy()
     with np.errstate(over="ignore"):
-        for j in range(SHINGLE):
-            h = h * np.uint64(0x100000001B3) + codes[pos + j]
-    return _splitmix64(h), offsets
+        for j in range(1, SHINGLE):
+            h *= np.uint64(0x100000001B3)
+            h += codes[j : j + m]
+    # Windows that cross into the next text are not shingles: the last SHINGLE-1 start
+    # positions of every text (each text has at least SHINGLE characters).
+    keep = np.ones(m, dtype=bool)
+    ends = np.cumsum(lengths)
+    cross = (ends[:-1, None] - np.arange(1, SHINGLE)[None, :]).ravel()
+    keep[cross] = False
+    return _splitmix64(h[keep])
 
 
 def signatures(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -118,6 +141,7 @@ class Index:
     hashes: np.ndarray
     offsets: np.ndarray
     sig: np.ndarray
+    _keys: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> Index:
@@ -133,33 +157,83 @@ class Index:
     def jaccard(self, i: int, other: Index, j: int) -> float:
         return exact_jaccard(self.shingles(i), other.shingles(j))
 
-
-class LSH:
-    """datasketch's ``MinHashLSH`` over some rows of an ``Index`` (bands/rows chosen by
-    datasketch for the threshold), filled in one insertion session."""
-
-    def __init__(self, index: Index, threshold: float, rows: Sequence[int] | None = None):
-        from datasketch import MinHashLSH
-
-        self.index = index
-        self.threshold = threshold
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-        self.leans = {}
-        with self.lsh.insertion_session() as session:
-            for i in range(len(index)) if rows is None else rows:
-                lean = self.leans[i] = _lean(index.sig[i])
-                session.insert(i, lean, check_duplication=False)
-
-    def candidates(self, sig_row: np.ndarray) -> list[int]:
-        return self.lsh.query(_lean(sig_row))
+    def keys(self, threshold: float) -> np.ndarray:
+        """Band keys for the threshold's (bands, rows), computed once per threshold."""
+        cached = self._keys.get(threshold)
+        if cached is None:
+            cached = self._keys[threshold] = band_keys(self.sig, threshold)
+        return cached
 
 
-def _lean(sig_row: np.ndarray):
-    from datasketch import LeanMinHash
+@cache
+def bands(threshold: float) -> tuple[int, int]:
+    """(bands, rows per band) that datasketch's MinHashLSH uses for this threshold."""
+    from datasketch.lsh import _optimal_param
 
-    lean = LeanMinHash.__new__(LeanMinHash)
-    lean._initialize_slots(_SEED, sig_row, "affine64")
-    return lean
+    return _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
+
+
+_BAND_MIX = _splitmix64(np.arange(1, NUM_PERM + 1, dtype=np.uint64)) | np.uint64(1)
+
+
+def band_keys(sig: np.ndarray, threshold: float) -> np.ndarray:
+    """One 64-bit key per row and band: equal bands give equal keys (unequal ones collide
+    with probability ~2^-64, and a collision only adds a candidate that Jaccard rejects)."""
+    b, r = bands(threshold)
+    out = np.empty((sig.shape[0], b), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(b):
+            cols = sig[:, k * r : (k + 1) * r]
+            out[:, k] = _splitmix64((cols * _BAND_MIX[k * r : (k + 1) * r]).sum(axis=1,
+                                                                              dtype=np.uint64))
+    return out
+
+
+_MAX_BUCKET = 64  # a bigger bucket is chained (i, i+1) instead of all pairs
+
+
+def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Pairs (i, j), i < j, of ``rows`` that share a band key, shape (m, 2), unique."""
+    found = []
+    for k in range(keys.shape[1]):
+        col = keys[rows, k]
+        order = np.argsort(col, kind="stable")
+        sorted_keys, sorted_rows = col[order], rows[order]
+        same = sorted_keys[1:] == sorted_keys[:-1]
+        if not same.any():
+            continue
+        # Runs of equal keys: starts where a run begins.
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))
+        sizes = np.diff(np.concatenate((starts, [len(col)])))
+        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+            members = np.sort(sorted_rows[start : start + size])
+            if size <= _MAX_BUCKET:
+                a, b = np.triu_indices(size, 1)
+                found.append(np.stack([members[a], members[b]], axis=1))
+            else:
+                found.append(np.stack([members[:-1], members[1:]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def cross_pairs(q_keys: np.ndarray, q_rows: np.ndarray, t_keys: np.ndarray) -> np.ndarray:
+    """Pairs (query row, target row) that share a band key, unique."""
+    found = []
+    for k in range(q_keys.shape[1]):
+        t_col = t_keys[:, k]
+        order = np.argsort(t_col, kind="stable")
+        t_sorted = t_col[order]
+        q_col = q_keys[q_rows, k]
+        lo = np.searchsorted(t_sorted, q_col, side="left")
+        hi = np.searchsorted(t_sorted, q_col, side="right")
+        hit = np.flatnonzero(hi > lo)
+        for i in hit:
+            targets = order[lo[i] : min(hi[i], lo[i] + _MAX_BUCKET)]
+            found.append(np.stack([np.full(len(targets), q_rows[i]), targets], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0)
 
 
 @dataclass
@@ -174,8 +248,7 @@ class Clusters:
         return [i for i, r in enumerate(self.root) if r != i]
 
 
-def clusters(index: Index, threshold: float, skip: set[int] | None = None,
-             lsh: LSH | None = None) -> Clusters:
+def clusters(index: Index, threshold: float, skip: set[int] | None = None) -> Clusters:
     """Group rows whose exact char-5 Jaccard is >= threshold (LSH candidates, then confirmed).
 
     ``skip`` rows (e.g. exact duplicates, already reported) are left out of the search.
@@ -191,35 +264,29 @@ def clusters(index: Index, threshold: float, skip: set[int] | None = None,
 
     pairs: list[tuple[int, int, float]] = []
     if n > 1:
-        keep = [i for i in range(n) if not skip or i not in skip]
-        lsh = lsh or LSH(index, threshold, keep)
-        keep_set = set(keep)
-        for i in keep:
-            for j in lsh.lsh.query(lsh.leans[i]):
-                if j <= i or j not in keep_set:
-                    continue
-                jac = index.jaccard(i, index, j)
-                if jac >= threshold:
-                    pairs.append((i, j, jac))
-                    ri, rj = find(i), find(j)
-                    if ri != rj:
-                        parent[max(ri, rj)] = min(ri, rj)
+        rows = np.array([i for i in range(n) if not skip or i not in skip], dtype=np.int64)
+        keys = index.keys(threshold)
+        for i, j in candidate_pairs(keys, rows).tolist():
+            jac = index.jaccard(i, index, j)
+            if jac >= threshold:
+                pairs.append((i, j, jac))
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
     root = [find(i) for i in range(n)]
     return Clusters(root=root, pairs=pairs)
 
 
-def cross_matches(query: Index, target: Index | LSH, threshold: float,
+def cross_matches(query: Index, target: Index, threshold: float,
                   rows: Sequence[int] | None = None) -> list[tuple[int, int, float]]:
     """(query row, target row, jaccard) for query rows that near-duplicate a target row,
     the most similar target row for each."""
-    lsh = target if isinstance(target, LSH) else LSH(target, threshold)
-    out: list[tuple[int, int, float]] = []
-    for i in range(len(query)) if rows is None else rows:
-        best: tuple[int, float] | None = None
-        for j in lsh.candidates(query.sig[i]):
-            jac = query.jaccard(i, lsh.index, j)
-            if jac >= threshold and (best is None or jac > best[1]):
-                best = (j, jac)
-        if best is not None:
-            out.append((i, best[0], best[1]))
-    return out
+    if len(query) == 0 or len(target) == 0:
+        return []
+    q_rows = np.arange(len(query)) if rows is None else np.asarray(rows, dtype=np.int64)
+    best: dict[int, tuple[int, float]] = {}
+    for i, j in cross_pairs(query.keys(threshold), q_rows, target.keys(threshold)).tolist():
+        jac = query.jaccard(i, target, j)
+        if jac >= threshold and (i not in best or jac > best[i][1]):
+            best[i] = (j, jac)
+    return [(i, j, jac) for i, (j, jac) in sorted(best.items())]
