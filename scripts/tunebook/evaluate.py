@@ -155,7 +155,7 @@ def build_spec(config: dict[str, Any], tokenizer: Any, tm: Any | None = None) ->
         suite_dir = Path(tm.task_index[over["task"]]["yaml_path"]).parent
         for f in sorted(suite_dir.iterdir()):
             if f.suffix in (".yaml", ".py"):
-                code.update(f.name.encode() + f.read_bytes())
+                code.update(f.name.encode() + _code_bytes(f))
     code.update(Path(__file__).with_name("scoring.py").read_bytes())
     template = getattr(tokenizer, "chat_template", None) or ""
     ev = config["eval"]
@@ -164,6 +164,25 @@ def build_spec(config: dict[str, Any], tokenizer: Any, tm: Any | None = None) ->
                     few_shot=int(ev.get("few_shot") or 0), max_new_tokens=int(ev["max_new_tokens"]),
                     limit=ev.get("limit"), data=dict(sorted(data.items())),
                     code=code.hexdigest()[:16])
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAML with ``!function x`` kept as a plain string."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: "!function "
+                            + loader.construct_scalar(node))
+
+
+def _code_bytes(file: Path) -> bytes:
+    """What a suite file means: parsed YAML (comments and layout do not count) or source."""
+    if file.suffix == ".yaml":
+        try:
+            return json.dumps(yaml.load(file.read_text(encoding="utf-8"), Loader=_TaskLoader),
+                              sort_keys=True, default=str).encode()
+        except yaml.YAMLError:
+            pass
+    return file.read_bytes()
 
 
 def file_sha(path: Path) -> str:

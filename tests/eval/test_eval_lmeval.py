@@ -133,3 +133,13 @@ def test_eval_without_any_baseline_says_what_to_run(tmp_path, monkeypatch, capsy
     run = _fake_run(tmp_path, twin_config(["triage"]))
     assert cli.main(["eval", "--run", str(run)]) == 2
     assert "no baseline of" in capsys.readouterr().err
+
+
+def test_scoring_code_hash_ignores_comments_but_not_values(tmp_path: Path):
+    a, b, c = (tmp_path / f"{x}.yaml" for x in "abc")
+    a.write_text("task: t\nprocess_results: !function utils.fn\nmax_gen_toks: 8\n")
+    b.write_text("# a comment\ntask: t  # same task\nprocess_results: !function utils.fn\n"
+                 "max_gen_toks:   8\n")
+    c.write_text("task: t\nprocess_results: !function utils.other\nmax_gen_toks: 8\n")
+    assert evaluate._code_bytes(a) == evaluate._code_bytes(b)
+    assert evaluate._code_bytes(a) != evaluate._code_bytes(c)
