@@ -48,3 +48,48 @@ def test_full_fine_tune_recipe_trains_every_weight(tmp_path):
     m = r["measured"]
     assert m["finite_loss"] and m["quantized_layers"] == 0
     assert m["trainable_params"] == m["total_params"]
+
+
+def test_gpu_measurements_become_calibration_points():
+    """What a GPU run measures is written in calibration.yaml's format and the bench reads it."""
+    import importlib.util
+
+    from tunebook.compose import compose_recipe
+
+    def load(name: str, path: Path):
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    gm = load("bench_gpu_memory", SCRIPT)
+    bench = load("bench_plan_for_points", ROOT / "scripts" / "bench" / "plan.py")
+    cfg = compose_recipe("mistral7b-qlora-support").config
+    measured = {"device": "NVIDIA H100 80GB HBM3", "attn": "sdpa", "steps": 4,
+                "sequence_len": 4096, "max_reserved_gib": 9.0,
+                "versions": {"torch": "2.13.0", "transformers": "5.16.1", "peft": "0.20.0",
+                             "bitsandbytes": "0.50.2", "flash-attn": "-"}}
+    cpu_only = {**measured}
+    del cpu_only["max_reserved_gib"]
+    points = gm.calibration_points("mistral7b-qlora-support", cfg,
+                                   [{"measured": measured}, {"measured": cpu_only}])
+    assert len(points) == 1  # CPU runs measure nothing comparable
+    point = points[0]
+    assert point["kind"] == "measured" and point["metric"] == "torch_reserved"
+    assert point["axolotl"]["sequence_len"] == 4096 and point["value_gib"] == 9.0
+    result = bench.evaluate(point)
+    expected = plan_peak_without_context(cfg, 4096)
+    assert result.estimate_gib == pytest.approx(expected)
+    assert result.error == pytest.approx(expected / 9.0 - 1)
+
+
+def plan_peak_without_context(cfg: dict, seq: int) -> float:
+    import copy
+
+    from tunebook import plan
+
+    c = copy.deepcopy(cfg)
+    c["axolotl"]["sequence_len"] = seq
+    c["axolotl"]["attn_implementation"] = "sdpa"
+    return plan.estimate(c, "a100-80g", suggest=False).peak_gb - plan.CUDA_CONTEXT_GIB

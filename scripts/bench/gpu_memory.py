@@ -166,7 +166,10 @@ def make_optimizer(name: str, params: list[Any], device: str, notes: list[str]) 
     return torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda" and name.endswith("fused"))
 
 
-def run(config: dict[str, Any], gpu_id: str, steps: int, notes: list[str]) -> dict[str, Any]:
+def run(config: dict[str, Any], gpu_id: str, steps: int, seq_lens: list[int],
+        notes: list[str]) -> list[dict[str, Any]]:
+    """Build the model once, then train ``steps`` steps at each sequence length: the static part
+    (weights, adapters, optimizer states) is shared, only activations change with length."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -180,8 +183,6 @@ def run(config: dict[str, Any], gpu_id: str, steps: int, notes: list[str]) -> di
     attn, why = attention_for(config, device)
     if why:
         notes.append(why)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     model = build_model(config, s, device, dtype, attn, notes)
     load_s = time.perf_counter() - t0
@@ -191,52 +192,101 @@ def run(config: dict[str, Any], gpu_id: str, steps: int, notes: list[str]) -> di
     seqs = s.micro_batch * (2 if s.dpo else 1)
     vocab = int(config["meta"]["model"]["vocab_size"])
     gen = torch.Generator().manual_seed(0)
-    losses, times = [], []
-    if device == "cuda":
-        torch.cuda.synchronize()
-        static = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    for _ in range(steps):
-        ids = torch.randint(0, vocab, (seqs, s.seq_len), generator=gen).to(device)
-        t = time.perf_counter()
-        with torch.autocast(device_type=device, dtype=dtype, enabled=device == "cuda"
-                            and dtype != torch.float32):
-            out = model(input_ids=ids, labels=ids)
-            loss = out.loss
-            if s.dpo and s.adapter:  # the reference forward: the base without adapters
-                with torch.no_grad(), model.disable_adapter():
-                    model(input_ids=ids).logits.float().mean()
-        del out
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=False)  # HF Trainer keeps .grad buffers between steps
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-        losses.append(loss.item())
-    measured = times[1:] or times
-    tokens_per_s = seqs * s.seq_len / (sum(measured) / len(measured))
-    result: dict[str, Any] = {
+    common: dict[str, Any] = {
         "device": device if device == "cpu" else torch.cuda.get_device_name(0),
         "attn": attn, "dtype": str(dtype).replace("torch.", ""), "steps": steps,
-        "losses": losses, "tokens_per_s": tokens_per_s, "load_s": load_s,
-        "trainable_params": sum(p.numel() for p in params),
+        "load_s": load_s, "trainable_params": sum(p.numel() for p in params),
+        "total_params": sum(p.numel() for p in model.parameters()),
         "quantized_layers": sum(type(mod).__module__.startswith("bitsandbytes")
                                 and type(mod).__name__ in {"Linear4bit", "Linear8bitLt"}
                                 for mod in model.modules()),
-        "total_params": sum(p.numel() for p in model.parameters()),
+        "versions": _versions(),
     }
-    if device == "cuda":
-        result.update(
-            static_allocated_gib=static / GIB,
-            max_allocated_gib=torch.cuda.max_memory_allocated() / GIB,
-            max_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
-        )
-    else:
-        result["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
-    ok = all(math.isfinite(x) for x in losses)
-    result["finite_loss"] = ok
-    return result
+    results = []
+    for seq_len in seq_lens:
+        losses, times = [], []
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            static = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(steps):
+            ids = torch.randint(0, vocab, (seqs, seq_len), generator=gen).to(device)
+            t = time.perf_counter()
+            with torch.autocast(device_type=device, dtype=dtype,
+                                enabled=device == "cuda" and dtype != torch.float32):
+                out = model(input_ids=ids, labels=ids)
+                loss = out.loss
+                if s.dpo and s.adapter:  # the reference forward: the base without adapters
+                    with torch.no_grad(), model.disable_adapter():
+                        model(input_ids=ids).logits.float().mean()
+            del out
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=False)  # HF Trainer keeps .grad buffers between steps
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+            losses.append(loss.item())
+        timed = times[1:] or times
+        r = {**common, "sequence_len": seq_len, "losses": losses,
+             "tokens_per_s": seqs * seq_len / (sum(timed) / len(timed)),
+             "finite_loss": all(math.isfinite(x) for x in losses)}
+        if device == "cuda":
+            r.update(static_allocated_gib=static / GIB,
+                     max_allocated_gib=torch.cuda.max_memory_allocated() / GIB,
+                     max_reserved_gib=torch.cuda.max_memory_reserved() / GIB)
+        else:
+            r["max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+        results.append(r)
+    return results
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "flash-attn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "-"
+    return out
+
+
+def calibration_points(recipe: str, config: dict[str, Any],
+                       reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Measured points in scripts/bench/calibration.yaml's format (GPU runs only)."""
+    points = []
+    m = config["meta"]["model"]
+    model = {k: m[k] for k in ("family", "params_b", "layers", "hidden_size", "heads",
+                               "kv_heads", "intermediate_size", "vocab_size", "tie_embeddings")}
+    if m.get("head_dim"):
+        model["head_dim"] = m["head_dim"]
+    for r in reports:
+        meas = r["measured"]
+        if "max_reserved_gib" not in meas:
+            continue
+        ax = {k: v for k, v in config["axolotl"].items()
+              if k in ("load_in_4bit", "load_in_8bit", "lora_r", "lora_dropout",
+                       "lora_target_modules", "optimizer", "micro_batch_size", "bf16", "fp16",
+                       "gradient_checkpointing", "attn_implementation", "rl")}
+        ax["sequence_len"] = meas["sequence_len"]
+        ax["attn_implementation"] = meas["attn"]
+        v = meas["versions"]
+        points.append({
+            "id": f"gpu-memory-{recipe}-s{meas['sequence_len']}",
+            "what": f"{recipe} on {meas['device']}, sequence_len {meas['sequence_len']}, "
+                    f"{meas['steps']} steps (scripts/bench/gpu_memory.py)",
+            "model": model, "method": config["meta"]["method"]["kind"], "axolotl": ax,
+            "kind": "measured", "metric": "torch_reserved",
+            "value_gib": round(meas["max_reserved_gib"], 3),
+            "source": f"scripts/bench/gpu_memory.py on {meas['device']}, "
+                      f"{time.strftime('%Y-%m-%d')}: torch {v['torch']}, transformers "
+                      f"{v['transformers']}, peft {v['peft']}, bitsandbytes {v['bitsandbytes']}, "
+                      f"flash-attn {v['flash-attn']}",
+        })
+    return points
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,43 +296,67 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", default=None, help="GPU id for the plan (default: the recipe's)")
     ap.add_argument("--scale", choices=("full", "tiny"), default="full")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--sequence-len", default=None,
+                    help="comma-separated lengths to sweep with one model build "
+                         "(default: the recipe's axolotl.sequence_len)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--emit-points", type=Path, default=None,
+                    help="write the GPU measurements as calibration.yaml points to this file")
     args = ap.parse_args(argv)
 
     config = compose_recipe(args.recipe, args.overrides).config
     config["_recipe"] = args.recipe
     config = scaled_config(config, args.scale)
     gpu_id = args.gpu or config["meta"]["gpu"]
-    estimate = plan.estimate(config, gpu_id, suggest=False)
+    seq_lens = ([int(x) for x in args.sequence_len.split(",")] if args.sequence_len
+                else [int(config["axolotl"]["sequence_len"])])
     notes: list[str] = []
-    measured = run(config, gpu_id, max(1, args.steps), notes)
-    s = plan.settings_from(config, plan.gpus.get(gpu_id))
-    arch = plan.Arch.from_config(config)
-    f, _ = plan.flops_per_token(arch, s)
-    gpu = plan.gpus.get(gpu_id)
-    u = plan.MFU_QLORA if s.quant_bits == 4 else plan.MFU_DEFAULT
-    planned_tps = gpu.bf16_tflops * 1e12 * u / f
-    report = {
-        "recipe": args.recipe, "scale": args.scale, "gpu_for_plan": gpu_id,
-        "plan": {"peak_gb": estimate.peak_gb,
-                 "peak_without_context_gb": estimate.peak_gb - plan.CUDA_CONTEXT_GIB,
-                 "breakdown": {t.name: round(t.gb, 4) for t in estimate.terms},
-                 "tokens_per_s": planned_tps, "params": arch.total_params},
-        "measured": measured, "notes": notes,
-    }
-    if "max_reserved_gib" in measured:
-        report["error_reserved"] = (report["plan"]["peak_without_context_gb"]
-                                    / measured["max_reserved_gib"] - 1)
-    _print(report)
+    runs = run(config, gpu_id, max(1, args.steps), seq_lens, notes)
+    reports = []
+    for meas in runs:
+        c = copy.deepcopy(config)
+        c["axolotl"]["sequence_len"] = meas["sequence_len"]
+        if meas["attn"] != c["axolotl"].get("attn_implementation"):
+            c["axolotl"]["attn_implementation"] = meas["attn"]
+        estimate = plan.estimate(c, gpu_id, suggest=False)
+        s = plan.settings_from(c, plan.gpus.get(gpu_id))
+        arch = plan.Arch.from_config(c)
+        f, _ = plan.flops_per_token(arch, s)
+        gpu = plan.gpus.get(gpu_id)
+        u = plan.MFU_QLORA if s.quant_bits == 4 else plan.MFU_DEFAULT
+        report = {
+            "recipe": args.recipe, "scale": args.scale, "gpu_for_plan": gpu_id,
+            "plan": {"peak_gb": estimate.peak_gb,
+                     "peak_without_context_gb": estimate.peak_gb - plan.CUDA_CONTEXT_GIB,
+                     "breakdown": {t.name: round(t.gb, 4) for t in estimate.terms},
+                     "tokens_per_s": gpu.bf16_tflops * 1e12 * u / f,
+                     "params": arch.total_params},
+            "measured": meas, "notes": notes,
+        }
+        if "max_reserved_gib" in meas:
+            report["error_reserved"] = (report["plan"]["peak_without_context_gb"]
+                                        / meas["max_reserved_gib"] - 1)
+        _print(report)
+        reports.append(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return 0 if measured["finite_loss"] else 1
+        body = reports[0] if len(reports) == 1 else reports
+        args.json.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    if args.emit_points:
+        import yaml
+
+        points = calibration_points(args.recipe, config, reports)
+        args.emit_points.write_text(yaml.safe_dump({"points": points}, sort_keys=False),
+                                    encoding="utf-8")
+        print(f"{len(points)} calibration point(s) written to {args.emit_points}"
+              + ("" if points else " (none: measurements need a GPU)"))
+    return 0 if all(r["measured"]["finite_loss"] for r in reports) else 1
 
 
 def _print(r: dict[str, Any]) -> None:
     m, p = r["measured"], r["plan"]
-    print(f"{r['recipe']} ({r['scale']} scale) on {m['device']}: {m['steps']} steps, "
+    print(f"{r['recipe']} ({r['scale']} scale) on {m['device']}: {m['steps']} steps at "
+          f"sequence_len {m['sequence_len']}, "
           f"{m['total_params'] / 1e6:.2f}M params ({m['trainable_params'] / 1e6:.3f}M trainable), "
           f"attention {m['attn']}, {m['dtype']}")
     print(f"  loss per step: {', '.join(f'{x:.3f}' for x in m['losses'])}")
