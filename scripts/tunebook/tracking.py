@@ -144,14 +144,27 @@ def _safe_uri(uri: str) -> str:
     return uri
 
 
-def axolotl_keys(run_id: str) -> dict[str, Any]:
-    """Keys for ``render(..., axolotl_extra=...)``: Axolotl's MLflow integration, on our run."""
+def axolotl_keys(run_id: str | None = None) -> dict[str, Any]:
+    """Keys for ``render(..., axolotl_extra=...)``: Axolotl's MLflow integration.
+
+    They do not hold the run id (Axolotl drops a ``mlflow_run_id`` key): ``env(run_id)`` in the
+    training process makes the integration resume our run instead of creating its own."""
     return {
         "use_mlflow": True,
         "mlflow_tracking_uri": _safe_uri(tracking_uri()),
         "mlflow_experiment_name": experiment_name(),
         "hf_mlflow_log_artifacts": False,  # checkpoints stay in the run dir; log_artifacts picks
     }
+
+
+def begin(run_dir: Any, config: dict[str, Any]) -> str | None:
+    """``start_run`` for ``tunebook train``: a tracking problem warns and training goes on."""
+    try:
+        return start_run(run_dir, config)
+    except Exception as e:  # noqa: BLE001 - a tracker that is down must not cost a training run
+        print(f"warning: MLflow run not created ({type(e).__name__}: {e}); training continues "
+              "untracked", file=sys.stderr)
+        return None
 
 
 def env(run_id: str) -> dict[str, str]:
@@ -287,6 +300,35 @@ def end_run(run_dir: Any, status: str = "FINISHED") -> None:
     client = _client()
     client.set_tag(run_id, f"{TAG}status", str(run_dir.manifest().get("status", "")))
     client.set_terminated(run_id, status=status)
+
+
+def record(run_dir: Any, *, eval_metrics: dict[str, dict[str, float]] | None = None,
+           gate: Any = None, artifacts: bool = False, status: str | None = None) -> bool:
+    """The one call train / eval / gate / report make: add to the run's MLflow run if it has one.
+
+    A tracking problem (a team server down, a locked database) prints a warning and never
+    changes the command's own result: the run dir stays the record of truth."""
+    try:
+        if not run_id_of(run_dir):
+            return False
+        if eval_metrics is not None:
+            log_eval(run_dir, eval_metrics)
+        if gate is not None:
+            log_gate(run_dir, gate)
+        if artifacts:
+            log_artifacts(run_dir)
+        if status is not None:
+            end_run(run_dir, status)
+        return True
+    except Exception as e:  # noqa: BLE001 - tracking must not break training or the gate
+        print(f"warning: MLflow tracking of {paths.rel(run_dir.path)} failed: "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        return False
+
+
+def mlflow_status(manifest_status: str | None) -> str:
+    """Our manifest status -> MLflow's run status."""
+    return {"completed": "FINISHED", "interrupted": "KILLED"}.get(manifest_status or "", "FAILED")
 
 
 def _primary_key(config: dict[str, Any]) -> str | None:
