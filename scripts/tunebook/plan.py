@@ -956,9 +956,12 @@ def _cmd(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(plan.to_json(), indent=2) + "\n", encoding="utf-8")
     if not plan.fits:
+        fitting = [sg.change for sg in plan.suggestions if sg.fits]
+        hint = (f"cheapest change that fits: {fitting[0]}" if fitting else
+                "no single change above fits; combine them or pick a larger GPU")
         raise CheckFailed(
             f"{args.recipe} does not fit on {plan.gpus} x {plan.gpu}: peak {plan.peak_gb:.1f} GiB "
-            f"> {plan.usable_gb:.1f} GiB usable; the suggestions above fit")
+            f"> {plan.usable_gb:.1f} GiB usable; {hint}")
     return 0
 
 
