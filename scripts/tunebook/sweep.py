@@ -55,7 +55,7 @@ def validate_points(recipe: str, overrides: str, points: list[list[str]]) -> Non
             raise UserError(f"sweep point {i}/{len(points)} ({' '.join(point)}): {e}") from None
 
 
-TrainFn = Callable[..., Any]  # (recipe, overrides list, tags=dict) -> RunDir
+TrainFn = Callable[..., Any]  # (recipe, overrides list, tags=dict) -> finished RunDir
 
 
 def run_sweep(recipe: str, overrides: str, sweep: str, *, train_fn: TrainFn | None = None,
@@ -82,6 +82,9 @@ def run_sweep(recipe: str, overrides: str, sweep: str, *, train_fn: TrainFn | No
         except Exception as e:  # one diverged or crashed point must not lose the others
             status, error = "failed", f"{type(e).__name__}: {e}"
             log(f"  failed: {error}")
+        if run is not None and status == "ok":
+            status = str(run.manifest().get("status") or "unknown")
+            status = "ok" if status == "completed" else status
         rows.append({"point": " ".join(point), "status": status, "error": error,
                      "run_dir": str(run.path) if run is not None else "",
                      "eval_loss": eval_loss(run) if run is not None else None,
@@ -91,9 +94,17 @@ def run_sweep(recipe: str, overrides: str, sweep: str, *, train_fn: TrainFn | No
 
 
 def _default_train(recipe: str, overrides: list[str], *, tags: dict[str, str]) -> Any:
-    from tunebook import train
+    """One ordinary ``tunebook train`` run (data gate, render, Axolotl, MLflow), tagged."""
+    from tunebook import tracking, train
 
-    return train.train_recipe(recipe, overrides, tags=tags)
+    run, _manifest = train.start_run(recipe, overrides)
+    run_id = tracking.run_id_of(run)
+    if run_id:
+        client = tracking._client()
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    run.update_manifest(sweep=tags)
+    return run
 
 
 def eval_loss(run: Any) -> float | None:
