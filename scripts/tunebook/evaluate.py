@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from tunebook import paths
+from tunebook import paths, tracking
 from tunebook.errors import UserError, did_you_mean
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -460,6 +460,7 @@ def evaluate_run(run: Any, *, lm: Any = None, log: Any = print) -> Path:
                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary)
     run.update_manifest(eval={"dir": str(out), "baseline": str(base_dir),
                               "metrics": summary["metrics"], "wall_s": summary["wall_s"]})
+    tracking.record(run, eval_metrics=summary["metrics"])  # (tracking) same MLflow run
     log(f"tuned model of {paths.rel(run.path)} on {', '.join(spec.suites)} in "
         f"{summary['wall_s']} s: {paths.rel(out)}/ (baseline {paths.rel(base_dir)}/)")
     _print_metrics(summary["metrics"], log)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tunebook import evaluate, paths
+from tunebook import evaluate, paths, tracking
 from tunebook.errors import CheckFailed, UserError
 
 N_RESAMPLES = 10_000
@@ -240,6 +240,7 @@ def gate_run(run: Any, *, log: Any = print) -> dict[str, Any]:
     (run.path / "gate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     run.update_manifest(gate={k: result[k] for k in ("decision", "ship", "reasons", "alpha",
                                                      "min_gain", "rows")})
+    tracking.record(run, gate=run.manifest()["gate"])  # (tracking) verdict on the MLflow run
     print_table(result, log)
     return result
 

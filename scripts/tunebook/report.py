@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunebook import evaluate, paths
+from tunebook import evaluate, paths, tracking
 from tunebook.errors import UserError
 
 N_EXAMPLES = 3
@@ -162,6 +162,7 @@ def write_report(run: Any, *, log: Any = print) -> dict[str, Path]:
     html_file.write_text(render_html(ctx, images), encoding="utf-8")
     md_file.write_text(render_markdown(ctx, list(images)), encoding="utf-8")
     log(f"report: {paths.rel(html_file)} (and {md_file.name})")
+    tracking.record(run, artifacts=True)  # (tracking) report, eval and gate files on the run
     return {"html": html_file, "markdown": md_file}
 
 
