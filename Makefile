@@ -62,8 +62,8 @@ convert: setup ## DATA=in FROM=sharegpt|alpaca|openai|csv OUT=out.jsonl: convert
 split: setup ## DATA=x OUT=dir: deterministic 80/10/10 split, stratified, near-duplicates kept together
 	@$(TB) split $(call opt,DATA,data) $(call opt,OUT,out) $(R)
 
-plan: setup ## memory / time / cost of RECIPE on GPU=<id> [GPUS=n PRICE=usd/h JSON=plan.json]
-	@$(TB) plan $(R) $(call opt,GPU,gpu) $(call opt,GPUS,gpus) $(call opt,PRICE,price) $(call opt,JSON,json)
+plan: setup ## memory, time and cost of RECIPE on GPU=<id> [GPUS=n PRICE=usd/h MFU=0.35 JSON=plan.json]
+	@$(TB) plan $(R) $(call opt,GPU,gpu) $(call opt,GPUS,gpus) $(call opt,PRICE,price) $(call opt,MFU,mfu) $(call opt,JSON,json)
 
 baseline: setup ## evaluate the base model on RECIPE's suites (prompting only)
 	@$(TB) baseline $(R)

@@ -37,20 +37,18 @@ def rows() -> list[dict[str, Any]]:
     return out
 
 
-def _peak_gb(cfg: dict[str, Any]) -> float | None:
-    """The planner's estimate on the recipe's own GPU (``None`` until a planner exists)."""
-    try:
-        from tunebook import plan
-    except ImportError:  # the planner lands with its own issue
-        return None
+def _peak_gb(cfg: dict[str, Any]) -> float:
+    """The planner's peak-memory estimate on the recipe's own GPU."""
+    from tunebook import plan
+
     return plan.peak_gb(cfg, cfg["meta"]["gpu"])
 
 
 def readme_table() -> str:
-    lines = ["| recipe | model | method | task | planned GPU | est. peak VRAM | status |",
+    lines = ["| recipe | model | method | task | planned GPU | est. peak VRAM (GiB) | status |",
              "|---|---|---|---|---|---|---|"]
     for r in rows():
-        peak = f"{r['peak_gb']:.1f} GB" if r["peak_gb"] is not None else "-"
+        peak = f"{r['peak_gb']:.1f}"
         lines.append(f"| `{r['name']}` | {r['model']} | {r['method']} | {r['task']} | "
                      f"{r['gpu']} | {peak} | {r['status']} |")
     return "\n".join(lines)
@@ -126,11 +124,12 @@ def _cmd_list(_args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="tunebook recipes", title_justify="left")
-    for col in ("recipe", "model", "method", "task", "status", "planned GPU", "est. peak VRAM"):
-        table.add_column(col, justify="right" if col == "est. peak VRAM" else "left")
+    peak_col = "est. peak VRAM (GiB)"
+    for col in ("recipe", "model", "method", "task", "status", "planned GPU", peak_col):
+        table.add_column(col, justify="right" if col == peak_col else "left")
     data = rows()
     for r in data:
-        peak = f"{r['peak_gb']:.1f} GB" if r["peak_gb"] is not None else "-"
+        peak = f"{r['peak_gb']:.1f}"
         table.add_row(r["name"], r["model"], r["method"], r["task"], r["status"], r["gpu"], peak)
     Console(width=140).print(table)
     print(f"{len(data)} recipes; `make show RECIPE=<name>` explains one, "
