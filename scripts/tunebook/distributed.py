@@ -146,7 +146,10 @@ def command(run: Any, topo: Topology, *, recipe: str | None = None,
     if topo.nnodes == 1:
         cmd += ["--standalone"]  # a local rendezvous on a free port; nothing to agree on
     else:
-        rid = rdzv_id(recipe or run.recipe, overrides or [], topo)
+        if overrides is None:  # the run's own overrides: what every node was given
+            manifest = run.path / "manifest.json"
+            overrides = json.loads(manifest.read_text())["overrides"] if manifest.is_file() else []
+        rid = rdzv_id(recipe or run.recipe, overrides, topo)
         cmd += ["--node_rank", str(topo.node_rank), "--rdzv_backend", "c10d",
                 "--rdzv_endpoint", f"{topo.master_addr}:{topo.master_port}", "--rdzv_id", rid]
     return cmd
