@@ -230,12 +230,19 @@ def offline() -> Any:
                 os.environ[k] = v
 
 
-def load_lm(pretrained: str, adapter: str | None = None, batch_size: int = 8) -> Any:
-    """lm-eval's HF model on CPU (or the first GPU), with an optional PEFT adapter."""
+def load_lm(pretrained: str, adapter: str | None = None,
+            batch_size: int | str | None = None) -> Any:
+    """lm-eval's HF model on CPU (or the first GPU), with an optional PEFT adapter.
+
+    Batch 32 on CPU: on the tiny default it is ~3x faster than 8 (fewer generate loops);
+    on a GPU lm-eval probes the largest batch that fits (``auto``).
+    """
     import torch
     from lm_eval.models.huggingface import HFLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if batch_size is None:
+        batch_size = "auto" if device == "cuda" else 32
     kwargs: dict[str, Any] = {"pretrained": pretrained, "device": device,
                               "batch_size": batch_size,
                               "dtype": "float32" if device == "cpu" else "auto"}
