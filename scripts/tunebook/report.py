@@ -237,8 +237,13 @@ def render_html(ctx: dict[str, Any], images: dict[str, bytes]) -> str:
         return out + "</table>"
 
     dc = _data_check(manifest)
-    dc_html = (f"<pre>{e(json.dumps(dc, indent=2, default=str))}</pre>" if dc is not None
-               else "<p>No data-check summary in the run manifest.</p>")
+    if isinstance(dc, dict) and "summary" in dc:
+        dc_html = (f"<p><b>{'passed' if dc.get('passed') else 'FAILED'}</b></p>"
+                   f"<pre>{e(str(dc['summary']))}</pre>")
+    elif dc is not None:
+        dc_html = f"<pre>{e(json.dumps(dc, indent=2, default=str))}</pre>"
+    else:
+        dc_html = "<p>No data-check summary in the run manifest.</p>"
     prov = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _provenance(manifest))
     primary = ctx["primary"]
     return f"""<!doctype html>
@@ -310,8 +315,12 @@ def render_markdown(ctx: dict[str, Any], image_names: list[str]) -> str:
             lines.append("none")
     dc = _data_check(manifest)
     lines += ["", "## Data check", ""]
-    lines += (["```json", json.dumps(dc, indent=2, default=str), "```"] if dc is not None
-              else ["No data-check summary in the run manifest."])
+    if isinstance(dc, dict) and "summary" in dc:
+        lines += [f"**{'passed' if dc.get('passed') else 'FAILED'}**: {dc['summary']}"]
+    elif dc is not None:
+        lines += ["```json", json.dumps(dc, indent=2, default=str), "```"]
+    else:
+        lines += ["No data-check summary in the run manifest."]
     lines += ["", "## Provenance", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {_cell(v)} |" for k, v in _provenance(manifest)]
     lines += ["", "## Resolved recipe", "", "```yaml", ctx["resolved"].rstrip(), "```", ""]

@@ -60,7 +60,8 @@ def twin_config(suites: list[str]) -> dict:
 
 @pytest.mark.slow
 def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path):
-    config = twin_config(ALL_SUITES)
+    config = twin_config([*ALL_SUITES, "triage-3shot"])
+    config["eval"]["few_shot"] = 2  # the primary suite (triage) gets two training examples
     model = config["axolotl"]["base_model"]
     tm = evaluate.task_manager()
     spec = evaluate.build_spec(config, evaluate.load_tokenizer(model), tm)
@@ -70,9 +71,11 @@ def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path):
                 "clauses": {"json_valid", "schema_valid", "field_f1"},
                 "general-guard": {"acc", "acc_norm"}, "format": {"format_ok"},
                 "edge-cases": {"robust"}, "safety": {"refusal"}}
+    expected["triage-3shot"] = expected["triage"]
     assert {s: set(m) for s, m in out["metrics"].items()} == expected
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["versions"] == {s: 1.0 for s in ALL_SUITES}
+    assert results["versions"] == {s: 1.0 for s in expected}
+    assert results["n-shot"]["triage"] == 2 and results["n-shot"]["triage-3shot"] == 3
     for suite, metrics in expected.items():
         rows = [json.loads(x) for x in (tmp_path / f"samples_{suite}.jsonl").read_text().split("\n")
                 if x]
@@ -84,6 +87,9 @@ def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path):
             # the task's system prompt reached the chat-templated prompt
             prompt = json.dumps(row["arguments"])
             assert "You triage Voltline support tickets" in prompt
+            if suite.startswith("triage"):  # few-shot answers arrive as assistant turns
+                shots = prompt.count("assistant<|end_header_id|>")
+                assert shots == (3 if suite == "triage-3shot" else 2) + 1, prompt
 
 
 def _fake_run(tmp_path: Path, config: dict) -> Path:

@@ -89,6 +89,7 @@ def test_markdown_twin(reported):
     run, files = reported
     md = files["markdown"].read_text()
     assert md.startswith("# tiny-lora-triage")
+    assert "**passed**: data-check: train 544. PASSED." in md
     assert "**Verdict: SHIP**" in md
     assert re.search(r"\| triage \| acc \| primary \| 40 \| 0\.000 \| 0\.500 \| \+0\.500 \|", md)
     for png in ("report-loss.png", "report-deltas.png"):
