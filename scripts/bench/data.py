@@ -31,13 +31,14 @@ RECIPE = "mistral7b-qlora-support"  # sequence_len 1024; its twin tokenizer coun
 
 
 def generate(path: Path, rows: int, seed: int = 7) -> None:
-    """Chat rows of realistic size (~25-word question, ~60-word reply) from a Zipf-ish
+    """Chat rows the size of the shipped support rows (system prompt, 8-25 word question,
+    30-70 word reply) from a Zipf-ish
     vocabulary, with 1% exact and 1% near duplicates and a few PII strings planted."""
     rng = random.Random(seed)
     alphabet = "abcdefghijklmnopqrstuvwxyz"
     vocab = ["".join(rng.choice(alphabet) for _ in range(rng.randint(2, 10)))
              for _ in range(20000)]
-    weights = [1 / (i + 1) ** 0.8 for i in range(len(vocab))]
+    cum = list(__import__("itertools").accumulate(1 / (i + 1) ** 0.8 for i in range(len(vocab))))
     system = (ROOT / "data-templates" / "prompts" / "support-system.txt").read_text("utf-8")
     out = []
     for i in range(rows):
@@ -51,8 +52,9 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             row["messages"][2]["content"] = row["messages"][2]["content"] + " indeed"
             out.append(json.dumps(row))
             continue
-        q = " ".join(rng.choices(vocab, weights, k=rng.randint(15, 35))) + "?"
-        a = " ".join(rng.choices(vocab, weights, k=rng.randint(40, 80))) + "."
+        # Sizes of the shipped support rows: an 8-25 word question, a 30-70 word reply.
+        q = " ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(8, 25))) + "?"
+        a = " ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(30, 70))) + "."
         if rng.random() < 0.001:
             q += f" mail me at user{i}@example.com"
         out.append(json.dumps({"messages": [{"role": "system", "content": system},
@@ -136,13 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = tokenizer_for(config)  # built/loaded before the clock starts
     cores = len(os.sched_getaffinity(0))
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = gate.check_path(path, config, tokenizer=tokenizer)
-    full = time.perf_counter() - t0
+    full, cpu = time.perf_counter() - t0, time.process_time() - c0
+    load = os.getloadavg()[0]
     print(f"full gate on {report.rows():,} rows ({cores} cores, recipe {RECIPE}, tokenizer "
           f"{Path(report.tokenizer or '-').name}): {full:.1f} s -> exit {report.exit_code} "
           f"({report.count('exact_duplicates')} exact, {report.count('near_duplicates')} near "
           f"duplicates, {report.count('pii')} PII rows, {report.count('too_long')} too long)")
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in report.files[0].timings.items())
+    tokens = report.files[0].tokens or {}
+    print(f"  stages (s): {stages}; CPU time {cpu:.1f} s; load average {load:.1f} "
+          f"(other jobs share these {cores} cores); tokenized {tokens.get('counted', 0):,} rows "
+          f"(rows that could exceed sequence_len {report.seq_len}, plus a percentile sample)")
 
     rows = [r.obj for r in report.files[0].valid()]
     texts = [formats.row_text(r) for r in rows]

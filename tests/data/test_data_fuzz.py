@@ -77,3 +77,28 @@ def test_converters_on_random_bytes(content, source):
         src.write_bytes(content)
         with contextlib.suppress(UserError):
             converters.convert(source, src, Path(d) / "out.jsonl")
+
+
+plain_or_not = st.one_of(
+    st.fixed_dictionaries({"role": roles, "content": st.text(max_size=10)}),
+    st.fixed_dictionaries({"role": roles, "content": json_values}),
+    st.fixed_dictionaries({"role": roles, "content": st.text(max_size=5), "weight": json_values}),
+    json_values,
+)
+rows_any = st.one_of(
+    st.fixed_dictionaries({"messages": st.lists(plain_or_not, max_size=4)}),
+    st.fixed_dictionaries({"messages": st.lists(plain_or_not, max_size=4), "x": json_values}),
+    st.fixed_dictionaries({"prompt": st.lists(plain_or_not, max_size=3), "chosen": plain_or_not,
+                           "rejected": plain_or_not}),
+    json_values,
+)
+
+
+@SETTINGS
+@given(rows_any)
+def test_fast_path_never_accepts_what_the_schema_rejects(row):
+    from tunebook.data import formats
+
+    for fmt in ("chat", "preference"):
+        if formats.surely_valid(fmt, row):
+            assert formats.validator(fmt).is_valid(row), row

@@ -106,3 +106,24 @@ def test_overrides_change_thresholds(capsys, tmp_path: Path):
     code, out = run_cli(capsys, "data-check", "--recipe", "mistral7b-lora-triage", "--data",
                         str(path), "--overrides", "data.checks.max_pi=5")
     assert code == 2 and "Traceback" not in out
+
+
+def test_sampled_length_check_gives_the_exact_verdict(tmp_path: Path, monkeypatch):
+    """Big files tokenize only rows that could be too long (a token is >= 1 byte) plus a
+    sample: the verdict must equal tokenizing every row."""
+    config = _scratch_config(tmp_path, "mistral7b-qlora-support")
+    for seq_len, skips in ((280, False), (4096, True)):
+        config["axolotl"]["sequence_len"] = seq_len
+        monkeypatch.setattr(gate, "EXACT_LENGTH_ROWS", 20_000)
+        exact = gate.check_recipe(config, tokenizer())
+        monkeypatch.setattr(gate, "EXACT_LENGTH_ROWS", 50)
+        monkeypatch.setattr(gate, "LENGTH_SAMPLE", 20)
+        sampled = gate.check_recipe(config, tokenizer())
+        assert (exact.count("too_long") > 0) is not skips
+        for a, b in zip(exact.files, sampled.files, strict=True):
+            assert a.too_long == b.too_long
+            assert not a.tokens["sampled_percentiles"]
+            assert a.tokens["counted"] == len(a.rows)
+            if skips:  # nothing can exceed 4096 tokens: only the sample was tokenized
+                assert b.tokens["sampled_percentiles"]
+                assert b.tokens["counted"] <= 25 < len(b.rows)

@@ -118,9 +118,47 @@ def messages(row: dict) -> list[dict]:
     return []
 
 
+_ROLESET = frozenset(ROLES)
+_MSG_KEYS = frozenset({"role", "content"})
+
+
+def _plain_message(m: Any, roles: frozenset[str] = _ROLESET) -> bool:
+    return (type(m) is dict and m.keys() == _MSG_KEYS and type(m["content"]) is str
+            and type(m["role"]) is str and m["role"] in roles)
+
+
+_ASSISTANT = frozenset({"assistant"})
+
+
+def surely_valid(fmt: str, row: Any) -> bool:
+    """True only for rows that certainly satisfy the format's JSON Schema.
+
+    Why: jsonschema costs ~50 us a row, most of the gate's time on 100k rows. This check is
+    strictly narrower than the schema (plain ``{role, content}`` messages, no optional keys),
+    so a True never lets an invalid row through; anything else goes to jsonschema, which
+    stays the authority and writes the messages. ``tests/data/test_data_fuzz.py`` checks
+    "surely valid implies schema-valid" on random rows.
+    """
+    if fmt == "chat":
+        msgs = row.get("messages") if type(row) is dict and len(row) == 1 else None
+        return (type(msgs) is list and len(msgs) >= 2
+                and all(_plain_message(m) for m in msgs))
+    if fmt == "preference":
+        if type(row) is not dict or row.keys() != {"prompt", "chosen", "rejected"}:
+            return False
+        prompt = row["prompt"]
+        return (type(prompt) is list and len(prompt) >= 1
+                and all(_plain_message(m) for m in prompt)
+                and _plain_message(row["chosen"], _ASSISTANT)
+                and _plain_message(row["rejected"], _ASSISTANT))
+    return False
+
+
 def _schema_problem(fmt: str, row: dict) -> tuple[str, str] | None:
     from jsonschema.exceptions import best_match
 
+    if surely_valid(fmt, row):
+        return None
     err = best_match(validator(fmt).iter_errors(row))
     if err is None:
         return None

@@ -108,6 +108,7 @@ class FileReport:
     imbalance: float | None = None
     tokens: dict[str, int] | None = None  # p50 / p95 / max
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def add(self, line: int | None, code: str, message: str) -> None:
         self.problems.append(Problem(self.path, line, code, message))
@@ -368,32 +369,75 @@ def _merge_system(conv: list[dict]) -> list[dict]:
     return rest
 
 
-def token_lengths(tokenizer: Any, rows: Sequence[Any]) -> tuple[list[int], int]:
-    """Tokens per row as Axolotl would count them (chat template applied), batched."""
+EXACT_LENGTH_ROWS = 20_000  # up to this many rows every row is tokenized
+LENGTH_SAMPLE = 2_000  # rows tokenized for the percentiles of a bigger file
+_BYTE_SLACK = 4  # tokens <= UTF-8 bytes + 1 for byte-level BPE and SentencePiece; margin
+
+
+def _count(tokenizer: Any, texts: list[str], add_special: bool) -> list[int]:
+    """Token counts, through the Rust tokenizer's batch call when there is one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        import os
+
+        saved = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "true"  # no fork follows inside the gate
+        try:
+            return [len(e.ids) for e in backend.encode_batch_fast(
+                texts, add_special_tokens=add_special)]
+        finally:
+            if saved is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = saved
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
+
+
+def token_lengths(tokenizer: Any, rows: Sequence[Any], seq_len: int | None = None
+                  ) -> tuple[dict[int, int], int]:
+    """Tokens per row as Axolotl counts them (chat template applied): ``{row index: n}``.
+
+    Up to ``EXACT_LENGTH_ROWS`` rows, every row. Above that, only the rows that *could* exceed
+    ``seq_len`` -- a token is at least one UTF-8 byte for byte-level BPE and SentencePiece
+    tokenizers (plus one for SentencePiece's leading space), so a rendered row of at most
+    ``seq_len - 4`` bytes cannot be too long -- and an evenly spaced sample for percentiles.
+    The too-long verdict is exact either way; only the percentiles are sampled.
+    """
     texts, merged = render_texts(tokenizer, [formats.messages(r) for r in rows])
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    lengths: list[int] = []
-    for start in range(0, len(texts), 4096):
-        enc = tokenizer(texts[start : start + 4096], add_special_tokens=not has_template)
-        lengths += [len(ids) for ids in enc["input_ids"]]
-    return lengths, merged
+    if len(texts) <= EXACT_LENGTH_ROWS or not seq_len:
+        idx = list(range(len(texts)))
+    else:
+        step = max(1, len(texts) // LENGTH_SAMPLE)
+        sample = set(range(0, len(texts), step))
+        idx = [i for i, t in enumerate(texts)
+               if i in sample or len(t) * 4 + _BYTE_SLACK > seq_len
+               and len(t.encode("utf-8")) + _BYTE_SLACK > seq_len]
+    counts = _count(tokenizer, [texts[i] for i in idx], not has_template)
+    return dict(zip(idx, counts, strict=True)), merged
 
 
 def _lengths(rep: FileReport, rows: list[Row], tokenizer: Any, seq_len: int) -> None:
     if not rows:
         return
-    lengths, merged = token_lengths(tokenizer, [r.obj for r in rows])
+    lengths, merged = token_lengths(tokenizer, [r.obj for r in rows], seq_len)
     if merged:
         rep.notes.append(f"{merged} rows rendered with the system message merged into the "
                          "first user turn (the chat template rejects a system role)")
-    ordered = sorted(lengths)
+    exact = len(lengths) == len(rows)
+    if exact:
+        ordered = sorted(lengths.values())
+    else:
+        step = max(1, len(rows) // LENGTH_SAMPLE)
+        ordered = sorted(lengths[i] for i in range(0, len(rows), step))
     rep.tokens = {"p50": ordered[len(ordered) // 2],
                   "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
-                  "max": ordered[-1]}
-    for r, n in zip(rows, lengths, strict=True):
+                  "max": max(lengths.values()), "counted": len(lengths),
+                  "sampled_percentiles": not exact}
+    for i, n in sorted(lengths.items()):
         if n > seq_len:
-            rep.too_long.append({"line": r.line, "tokens": n})
-            rep.add(r.line, "too-long", f"{n} tokens > axolotl.sequence_len {seq_len}; "
+            rep.too_long.append({"line": rows[i].line, "tokens": n})
+            rep.add(rows[i].line, "too-long", f"{n} tokens > axolotl.sequence_len {seq_len}; "
                     "Axolotl drops it (excess_length_strategy: drop)")
 
 
@@ -418,8 +462,19 @@ def check_file(path: Path | str, *, role: str = "data", fmt: str | None = None,
 def _check_file(path: Path, role: str, fmt: str | None, checks: Checks,
                 labels: Sequence[str] | None, answer_schema: Path | None, tokenizer: Any,
                 seq_len: int | None) -> _FileWork:
+    import time
+
     rep = FileReport(path=paths.rel(path), role=role)
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        rep.timings[stage] = round(now - clock, 3)
+        clock = now
+
     read(path, rep)
+    lap("read")
     validator = None
     if answer_schema is not None:
         from jsonschema import Draft202012Validator
@@ -430,11 +485,14 @@ def _check_file(path: Path, role: str, fmt: str | None, checks: Checks,
             raise UserError(f"{paths.rel(answer_schema)}: cannot load data.answer_schema "
                             f"({e})") from None
     _check_rows(rep, fmt, labels, validator)
+    lap("format")
     rows = rep.valid()
     texts = [formats.row_text(r.obj) for r in rows]
     index = neardup.Index.build(texts)
     _duplicates(rep, index, texts, rows, checks.near_duplicate_threshold)
+    lap("duplicates")
     _pii(rep, texts, rows)
+    lap("pii")
     if labels:
         _labels(rep, rows, labels)
         if rep.imbalance is not None and rep.imbalance > checks.max_label_imbalance:
@@ -443,6 +501,7 @@ def _check_file(path: Path, role: str, fmt: str | None, checks: Checks,
                     f"data.checks.max_label_imbalance {checks.max_label_imbalance} ({counts})")
     if tokenizer is not None and seq_len:
         _lengths(rep, rows, tokenizer, seq_len)
+        lap("lengths")
     keys = [neardup.exact_key(t) for t in texts]
     return _FileWork(rep, rows, texts, index, keys)
 
@@ -595,7 +654,7 @@ class Report:
                 "label_imbalance": None if f.imbalance in (None, math.inf) else f.imbalance,
                 "tokens": f.tokens, "exact_duplicates": f.exact_duplicates,
                 "near_duplicates": f.near_duplicates, "pii": f.pii, "too_long": f.too_long,
-                "notes": f.notes,
+                "notes": f.notes, "timings": f.timings,
             } for f in self.files],
             "leak_rows": self.leaks,
         }

@@ -100,31 +100,44 @@ def _chunk_hashes(norm: list[str], lengths: np.ndarray) -> np.ndarray:
 
 
 def signatures(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """One-permutation MinHash signatures, shape ``(rows, NUM_PERM)``, densified."""
+    """One-permutation MinHash signatures, shape ``(rows, NUM_PERM)``, densified.
+
+    Computed in blocks of rows so the temporaries stay small (fresh multi-GB arrays cost
+    seconds in page faults alone on a 100k-row file).
+    """
     rows = len(offsets) - 1
-    sig = np.full(rows * NUM_PERM, _EMPTY, dtype=np.uint64)
-    if rows == 0:
-        return sig.reshape(0, NUM_PERM)
-    n_sh = np.diff(offsets)
-    row_of = np.repeat(np.arange(rows, dtype=np.int64), n_sh)
-    bins = (hashes >> np.uint64(_VALUE_BITS)).astype(np.int64)
-    values = hashes & np.uint64((1 << _VALUE_BITS) - 1)
-    np.minimum.at(sig, row_of * NUM_PERM + bins, values)
-    sig = sig.reshape(rows, NUM_PERM)
-    empty = sig == _EMPTY
-    if empty.any():
-        # Rotation densification: an empty bin takes the next non-empty bin to its right
-        # (circularly) plus distance * C, with C above every real value so the two never mix.
-        doubled = np.concatenate([sig, sig], axis=1)
-        cols = np.arange(2 * NUM_PERM)
-        idx = np.where(doubled != _EMPTY, cols, 2 * NUM_PERM)
-        nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1][:, :NUM_PERM]
-        dist = (nxt - cols[:NUM_PERM]).astype(np.uint64)
-        src = np.take_along_axis(doubled, np.minimum(nxt, 2 * NUM_PERM - 1), axis=1)
-        with np.errstate(over="ignore"):
-            filled = src + dist * np.uint64(1 << _VALUE_BITS)
-        sig = np.where(empty, filled, sig)
+    sig = np.full((rows, NUM_PERM), _EMPTY, dtype=np.uint64)
+    start = 0
+    while start < rows:
+        stop = int(np.searchsorted(offsets, offsets[start] + 2_000_000, side="right"))
+        stop = min(rows, max(stop - 1, start + 1))
+        a, b = int(offsets[start]), int(offsets[stop])
+        block = hashes[a:b]
+        row_of = np.repeat(np.arange(stop - start, dtype=np.int64),
+                           np.diff(offsets[start : stop + 1]))
+        flat = sig[start:stop].reshape(-1)
+        idx = row_of * NUM_PERM + (block >> np.uint64(_VALUE_BITS)).astype(np.int64)
+        np.minimum.at(flat, idx, block & np.uint64((1 << _VALUE_BITS) - 1))
+        sig[start:stop] = _densify(flat.reshape(stop - start, NUM_PERM))
+        start = stop
     return sig
+
+
+def _densify(sig: np.ndarray) -> np.ndarray:
+    """Rotation densification: an empty bin takes the next non-empty bin to its right
+    (circularly) plus distance * C, with C above every real value so the two never mix."""
+    empty = sig == _EMPTY
+    if not empty.any():
+        return sig
+    doubled = np.concatenate([sig, sig], axis=1)
+    cols = np.arange(2 * NUM_PERM)
+    idx = np.where(doubled != _EMPTY, cols, 2 * NUM_PERM)
+    nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1][:, :NUM_PERM]
+    dist = (nxt - cols[:NUM_PERM]).astype(np.uint64)
+    src = np.take_along_axis(doubled, np.minimum(nxt, 2 * NUM_PERM - 1), axis=1)
+    with np.errstate(over="ignore"):
+        filled = src + dist * np.uint64(1 << _VALUE_BITS)
+    return np.where(empty, filled, sig)
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
