@@ -111,3 +111,28 @@ def test_generator_reproduces_the_committed_files(tmp_path, monkeypatch):
             made = hashlib.sha256((tmp_path / task / f"{split}.jsonl").read_bytes()).hexdigest()
             shipped = hashlib.sha256((DATASETS / task / f"{split}.jsonl").read_bytes()).hexdigest()
             assert made == shipped, f"{task}/{split}: run scripts/generate_datasets.py"
+
+
+@pytest.mark.parametrize("fmt", ["chat", "instruction", "completion", "preference"])
+def test_format_templates_are_complete_and_their_examples_pass(fmt):
+    from jsonschema import Draft202012Validator
+
+    from tunebook.data import gate
+
+    folder = DATA_TEMPLATES / fmt
+    Draft202012Validator.check_schema(json.loads((folder / "schema.json").read_text("utf-8")))
+    readme = (folder / "README.md").read_text("utf-8")
+    assert "Use it when" in readme and "Axolotl" in readme and "Recipe keys" in readme
+    report = gate.check_path(folder / "example.jsonl")
+    assert report.exit_code == 0, report.lines()
+    assert report.format() == fmt
+
+
+def test_task_files_name_existing_prompts_and_schemas():
+    import yaml
+
+    for task in sorted((ROOT / "recipes" / "task").glob("[!_]*.yaml")):
+        data = yaml.safe_load(task.read_text("utf-8")).get("data", {})
+        for key in ("system_prompt", "answer_schema", "train", "val", "test"):
+            if data.get(key):
+                assert (ROOT / data[key]).is_file(), f"{task.name}: data.{key}"
