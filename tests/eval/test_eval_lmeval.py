@@ -149,3 +149,15 @@ def test_scoring_code_hash_ignores_comments_but_not_values(tmp_path: Path):
     c.write_text("task: t\nprocess_results: !function utils.other\nmax_gen_toks: 8\n")
     assert evaluate._code_bytes(a) == evaluate._code_bytes(b)
     assert evaluate._code_bytes(a) != evaluate._code_bytes(c)
+
+
+def test_baseline_of_a_hub_model_offline_is_a_user_error(capsys):
+    assert cli.main(["baseline", "--recipe", "mistral7b-lora-triage"]) == 2
+    err = capsys.readouterr().err
+    assert "mistralai/Mistral-7B-Instruct-v0.2" in err and "+profile=cpu-smoke" in err
+
+
+def test_unknown_suite_names_the_closest(capsys):
+    over = "eval.suites=[triage,general-guard,format,edge-case,safety]"
+    assert cli.main(["baseline", "--recipe", "tiny-lora-triage", "--overrides", over]) == 2
+    assert "unknown suite 'edge-case' (did you mean 'edge-cases'?)" in capsys.readouterr().err
