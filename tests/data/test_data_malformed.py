@@ -295,3 +295,18 @@ def test_fix_needs_a_single_file(capsys):
     code, out = run_cli(capsys, "data-check", "--recipe", "mistral7b-lora-triage", "--fix",
                         "x.jsonl")
     assert code == 2 and "--data" in out
+
+
+def test_console_script_end_to_end_no_traceback(tmp_path: Path):
+    """The real `tunebook` executable on a few corpus files: exit codes and no traceback."""
+    from conftest import run_tunebook
+
+    picks = {c[0]: c for c in CASES}
+    for name in ("latin-1", "nested-past-recursion-limit", "array-in-jsonl", "pii-card"):
+        _, filename, content, code, line, error = picks[name]
+        path = tmp_path / f"{name}-{filename}"
+        path.write_bytes(content)
+        result = run_tunebook("data-check", "--data", str(path))
+        assert result.code == code, result.text
+        assert "Traceback" not in result.text
+        assert f"{path}:{line}: {error}: " in result.out
