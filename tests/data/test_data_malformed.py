@@ -310,3 +310,12 @@ def test_console_script_end_to_end_no_traceback(tmp_path: Path):
         assert result.code == code, result.text
         assert "Traceback" not in result.text
         assert f"{path}:{line}: {error}: " in result.out
+
+
+def test_pii_in_a_system_prompt_is_found(tmp_path: Path):
+    path = tmp_path / "d.jsonl"
+    row = chat("How do I reset my password?", "Use the link.",
+               system="Escalate to ops@corp.example")
+    path.write_bytes(_lines(row))
+    report = gate.check_path(path)
+    assert report.exit_code == 1 and report.count("pii") == 1

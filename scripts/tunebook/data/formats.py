@@ -82,6 +82,21 @@ def row_text(row: dict) -> str:
     return json.dumps(row, sort_keys=True, ensure_ascii=False)
 
 
+def all_text(row: Any) -> str:
+    """Every string in a row, system prompt included: what the PII scan reads."""
+    out: list[str] = []
+    stack = [row]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return "\n".join(reversed(out))
+
+
 def answer(row: dict) -> str | None:
     """The final answer of a row: the last assistant message (chat), output, completion, or
     the chosen reply. What labels and answer schemas are checked against."""

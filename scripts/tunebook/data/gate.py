@@ -491,7 +491,7 @@ def _check_file(path: Path, role: str, fmt: str | None, checks: Checks,
     index = neardup.Index.build(texts)
     _duplicates(rep, index, texts, rows, checks.near_duplicate_threshold)
     lap("duplicates")
-    _pii(rep, texts, rows)
+    _pii(rep, [formats.all_text(r.obj) for r in rows], rows)
     lap("pii")
     if labels:
         _labels(rep, rows, labels)
