@@ -319,3 +319,11 @@ def test_pii_in_a_system_prompt_is_found(tmp_path: Path):
     path.write_bytes(_lines(row))
     report = gate.check_path(path)
     assert report.exit_code == 1 and report.count("pii") == 1
+
+
+def test_jsonl_whose_first_row_is_an_array_is_read_line_by_line(tmp_path: Path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(_lines([GOOD], GOOD2, GOOD3))
+    report = gate.check_path(path)
+    assert [(p.line, p.code) for p in report.problems()] == [(1, "not-object")]
+    assert report.rows() == 3

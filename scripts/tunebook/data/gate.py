@@ -186,9 +186,7 @@ def read(path: Path, rep: FileReport) -> None:
     if not data.strip():
         rep.add(None, "empty-file", "the file is empty; expected one JSON object per line")
         return
-    head = data.lstrip()[:1]
-    if head == b"[":
-        _read_array(path, data, rep)
+    if data.lstrip()[:1] == b"[" and _read_array(path, data, rep):
         return
     for n, raw in enumerate(data.split(b"\n"), 1):
         if raw.endswith(b"\r"):
@@ -223,29 +221,41 @@ def read(path: Path, rep: FileReport) -> None:
         row.ok = True
 
 
-def _read_array(path: Path, data: bytes, rep: FileReport) -> None:
+def _read_array(path: Path, data: bytes, rep: FileReport) -> bool:
+    """Read a file that starts with ``[``; False when it should be read as JSON Lines after
+    all (a ``.jsonl`` whose first row merely is an array)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
+        if path.suffix == ".jsonl":
+            return False
         line = data[: e.start].count(b"\n") + 1
         rep.add(line, "not-utf8", f"byte 0x{data[e.start:e.start + 1].hex()} is not UTF-8; "
                 "re-encode the file as UTF-8")
-        return
+        return True
+    if path.suffix == ".jsonl":
+        try:
+            whole = _parse(text)
+        except (ValueError, RecursionError):
+            return False
+        if isinstance(whole, list):
+            rep.add(1, "json-array-in-jsonl", "the file is one JSON array, not JSON Lines; "
+                    "write one object per line, or name it .json (HF datasets mis-reads "
+                    "arrays in .jsonl)")
+            return True
+        return False
     if "\x00" in text:
         rep.add(text[: text.index("\x00")].count("\n") + 1, "nul-byte", "NUL byte in the file")
-        return
-    if path.suffix == ".jsonl":
-        rep.add(1, "json-array-in-jsonl", "the file is one JSON array, not JSON Lines; write one "
-                "object per line, or name it .json (HF datasets mis-reads arrays in .jsonl)")
-        return
+        return True
     obj = _parse_value(rep, 1, text)
     if obj is _BAD:
-        return
+        return True
     if not isinstance(obj, list):
         rep.add(1, "not-object", "expected a JSON array of rows")
-        return
+        return True
     for i, item in enumerate(obj):
         rep.rows.append(Row(line=i, raw=json.dumps(item, ensure_ascii=False), obj=item))
+    return True
 
 
 # --------------------------------------------------------------------------------------------
