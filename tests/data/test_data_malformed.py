@@ -299,7 +299,18 @@ def test_fix_needs_a_single_file(capsys):
 
 def test_console_script_end_to_end_no_traceback(tmp_path: Path):
     """The real `tunebook` executable on a few corpus files: exit codes and no traceback."""
-    from conftest import run_tunebook
+    import os
+    import subprocess
+    import sys
+
+    tunebook = Path(sys.executable).parent / "tunebook"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+    def run_tunebook(*args: str):
+        proc = subprocess.run([str(tunebook), *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        proc.code, proc.out, proc.text = proc.returncode, proc.stdout, proc.stdout + proc.stderr
+        return proc
 
     picks = {c[0]: c for c in CASES}
     for name in ("latin-1", "nested-past-recursion-limit", "array-in-jsonl", "pii-card"):
