@@ -49,6 +49,7 @@ CASES = [
     ("line-is-string", "d.jsonl", _lines(GOOD, "just text"), 2, 2, "not-object"),
     ("line-is-null", "d.jsonl", _lines(GOOD, None), 2, 2, "not-object"),
     ("unknown-format", "d.jsonl", _lines({"text": "hello"}), 2, 1, "unknown-format"),
+    ("misspelt-messages", "d.jsonl", _lines({"mesages": []}), 2, 1, "unknown-format"),
     ("mixed-formats", "d.jsonl", _lines(GOOD, {"instruction": "a", "output": "b"}), 2, 2,
      "mixed-formats"),
     ("content-not-string", "d.jsonl",
@@ -338,3 +339,10 @@ def test_jsonl_whose_first_row_is_an_array_is_read_line_by_line(tmp_path: Path):
     report = gate.check_path(path)
     assert [(p.line, p.code) for p in report.problems()] == [(1, "not-object")]
     assert report.rows() == 3
+
+
+def test_misspelt_key_gets_a_suggestion(tmp_path: Path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(_lines({"mesages": [{"role": "user", "content": "a"}]}))
+    [p] = gate.check_path(path).problems()
+    assert "did you mean 'messages'" in p.message

@@ -233,7 +233,11 @@ def check_row(fmt: str, row: Any) -> list[tuple[str, str]]:
         return [("not-object", f"expected a JSON object, got {kind}")]
     found = detect(row)
     if found is None:
-        return [("unknown-format", f"keys {describe_keys(row)} match no format; expected "
+        known = ("messages", "instruction", "input", "output", "prompt", "completion", "chosen",
+                 "rejected", "system")
+        hint = next((did_you_mean(str(k), known) for k in row if did_you_mean(str(k), known)),
+                    "")
+        return [("unknown-format", f"keys {describe_keys(row)} match no format{hint}; expected "
                  "'messages' (chat), 'instruction'+'output', 'prompt'+'completion' or "
                  "'prompt'+'chosen'+'rejected'")]
     if found != fmt:
