@@ -28,6 +28,25 @@ from tunebook import paths
 from tunebook.errors import UserError, did_you_mean
 
 SECTIONS = ("meta", "axolotl", "data", "eval", "launcher")
+
+
+def _twin_path(family: str) -> str:
+    """``${twin:<family>}``: where the family's tiny CPU twin lives (built at train time)."""
+    from tunebook import twins
+
+    return paths.rel(twins.twin_path(str(family)))
+
+
+def _cpu_attention(family: str) -> str:
+    """``${cpu_attention:<family>}``: eager for Gemma 2 (sdpa drops its soft-capping), else sdpa."""
+    return "eager" if str(family) == "gemma2" else "sdpa"
+
+
+# Resolvers used by recipes/profile/cpu-smoke.yaml; registered once per process.
+for _name, _fn in (("twin", _twin_path), ("cpu_attention", _cpu_attention)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_resolver(_name, _fn)
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 OVERRIDE_SOURCE = "override"
 

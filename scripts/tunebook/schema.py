@@ -21,7 +21,7 @@ class ModelInfo(_Strict):
 
     name: str
     family: Literal["llama", "mistral", "qwen2", "gemma2", "phi3"]
-    hub_id: str
+    hub_id: str | None = None  # None only for a base built here (``twin`` names it)
     revision: str | None = None  # a Hub commit sha, where one was validated
     licence: str
     params_b: float = Field(gt=0)
@@ -39,6 +39,8 @@ class ModelInfo(_Strict):
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelInfo:
+        if self.hub_id is None and self.twin is None:
+            raise ValueError("set hub_id (a Hub model id) or twin (a locally built base)")
         if self.heads % self.kv_heads:
             raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
         return self
