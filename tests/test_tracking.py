@@ -4,17 +4,45 @@ refuses what the gate rejected. Tier 1: no training here (see test_tracking_trai
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import OFFLINE_ENV, run_tunebook
 from tunebook import cli, paths, render, tracking
 from tunebook.validate import validate_recipe
+
+# Local helpers (not imported from conftest by name: tests/eval/conftest.py shadows the root one
+# when the whole suite runs).
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "DO_NOT_TRACK": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
+               "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def run_tunebook(*args: str, env: dict[str, str] | None = None) -> Result:
+    """The real ``tunebook`` console script in a subprocess (exit codes, no traceback)."""
+    exe = Path(sys.executable).parent / "tunebook"
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **OFFLINE_ENV, **(env or {})})
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
 
 RECIPE = "llama8b-lora-support"
 
@@ -200,7 +228,7 @@ def test_ui_serves_the_store_on_localhost(runs_root):
     assert cmd[1] == "ui" and cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert tracking.tracking_uri() in cmd
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**__import__("os").environ, **OFFLINE_ENV})
+                            env={**os.environ, **OFFLINE_ENV})
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
