@@ -9,8 +9,8 @@ calls Axolotl's own ``axolotl.cli.train.do_cli``. The child records how training
 small JSON file, because Axolotl exits 0 on Ctrl-C after saving a partial adapter: completion is
 judged from the trainer state (the final step reached, or early stopping), never the exit code.
 
-Multi-node topologies (``--nnodes`` ...) are accepted here and refused with a clear message
-until a distributed launcher (torchrun/accelerate) is wired in.
+Every other topology (several GPUs, several nodes, or a DeepSpeed/FSDP launcher) is built by
+``tunebook.distributed``: ``axolotl train <yaml> --launcher torchrun -- <torchrun args>``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tunebook.errors import UserError
-
 RESULT_FILE = "result.json"  # written by the child into the run directory
 
 
@@ -34,15 +32,13 @@ def launch_command(run: Any, config: dict[str, Any], *, resume_from: str | None 
                    master_addr: str | None = None, master_port: int | None = None,
                    gpus_per_node: int | None = None) -> list[str]:
     """The command that trains ``run`` (a ``render.RunDir``) of the effective ``config``."""
-    launcher = config.get("launcher") or {}
-    nodes = nnodes or launcher.get("nnodes", 1)
-    gpus = gpus_per_node or launcher.get("gpus_per_node", 1)
-    if nodes > 1 or gpus > 1 or launcher.get("kind", "single") != "single":
-        raise UserError(
-            f"launcher {launcher.get('name', '?')!r} ({nodes} node(s) x {gpus} GPU(s)): only the "
-            "single-process launch is wired in this version; use launcher=single "
-            "(--nnodes/--node-rank/--master-addr/--master-port/--gpus-per-node are accepted "
-            "for the distributed launchers)")
+    from tunebook import distributed  # (scale-out) every multi-process topology
+
+    topo = distributed.topology(config, nnodes=nnodes, node_rank=node_rank,
+                                master_addr=master_addr, master_port=master_port,
+                                gpus_per_node=gpus_per_node)
+    if topo.distributed:
+        return distributed.command(run, topo, resume_from=resume_from)
     seed = int((config.get("axolotl") or {}).get("seed") or 42)
     cmd = [sys.executable, "-m", "tunebook.launch", str(run.axolotl_yaml), "--seed", str(seed),
            "--result", str(run.path / RESULT_FILE)]

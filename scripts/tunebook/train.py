@@ -244,12 +244,20 @@ def run_launch(run: Any, config: dict[str, Any], cmd: list[str], *, echo: bool =
     run.update_manifest(status="running", started=_iso(started), ended=None,
                         launch_command=cmd, log=str(log_path), resumed_from=resumed_from,
                         pid=os.getpid())
-    code, interrupted = execute(cmd, child_env(base), log_path, echo=echo)
+    from tunebook import distributed, tracking  # (scale-out) MLflow run id, torchrun result
+
+    env = child_env(base)
+    mlflow_run = run.manifest().get("mlflow_run_id")
+    if mlflow_run:
+        env.update(tracking.env(mlflow_run))  # Axolotl's MLflow callback resumes our run
+    code, interrupted = execute(cmd, env, log_path, echo=echo)
     ended = time.time()
     result: dict[str, Any] = {}
     if result_file.is_file():
         with contextlib.suppress(json.JSONDecodeError):
             result = json.loads(result_file.read_text(encoding="utf-8"))
+    if not result and "--launcher" in cmd:  # torchrun via the Axolotl CLI: no result file
+        result = distributed.result_from_output(run.output_dir)
     outcome = result.get("outcome")
     if outcome == "completed" and code == 0 and not interrupted:
         status = "completed"
@@ -267,7 +275,9 @@ def run_launch(run: Any, config: dict[str, Any], cmd: list[str], *, echo: bool =
     }
     if status != "completed" and weights:
         fields["partial_adapter"] = str(run.output_dir)  # Axolotl saves one on Ctrl-C
-    return run.update_manifest(**fields)
+    manifest = run.update_manifest(**fields)
+    tracking.record(run, artifacts=True, status=tracking.mlflow_status(status))
+    return manifest
 
 
 def _iso(t: float) -> str:
@@ -317,14 +327,25 @@ def start_run(name: str, overrides: str | list[str], *, force: bool = False,
     """Validate, gate, render and (unless ``dry_run``) train; return (run, manifest)."""
     from tunebook import twins
     from tunebook.launch import launch_command
-    from tunebook.render import render
+    from tunebook.render import RunDir, render
     from tunebook.validate import validate_recipe
 
     quiet_environment()
-    validated = validate_recipe(name, overrides)
+    from tunebook import distributed, tracking  # (scale-out) topology, shared run id, MLflow
+    from tunebook.compose import parse_overrides
+
+    items = parse_overrides(overrides)
+    topo_args = topology or {}
+    items += [f"launcher.{k}={topo_args[k]}" for k in ("nnodes", "gpus_per_node")
+              if topo_args.get(k) is not None]  # the resolved recipe records the real topology
+    validated = validate_recipe(name, items)
     for w in validated.warnings:
         print(f"warning: {w.render(validated.composed.sources)}", file=sys.stderr)
     config = validated.config
+    topo = distributed.topology(config, **topo_args)
+    if topo.distributed and not dry_run:
+        distributed.preflight(config)
+    track = not (dry_run or smoke) and topo.node_rank == 0  # node 0 owns the MLflow run
     if not dry_run:
         config["axolotl"]["base_model"] = twins.ensure_base(config)  # build a twin/tiny base
     gate_fields: dict[str, Any] = {}
@@ -336,8 +357,20 @@ def start_run(name: str, overrides: str | list[str], *, force: bool = False,
             raise CheckFailed(f"recipe {name}: the data gate failed (above); fix the data, or "
                               "pass FORCE=1 (--force) to train anyway, recorded in the manifest")
     extra = {"dataset_prepared_path": str(prepared_path(config["axolotl"]))}
-    run = render(validated, axolotl_extra=extra,
-                 run_id=_run_id(smoke))
+    if not smoke:
+        extra.update(tracking.axolotl_keys())
+    shared = None if dry_run else distributed.shared_run_id(name, items, topo)
+    if shared and topo.node_rank == 0 and (paths.RUNS / name / shared).exists():
+        raise UserError(f"{paths.rel(paths.RUNS / name / shared)} exists: continue it with "
+                        f"--resume {paths.rel(paths.RUNS / name / shared)}, or start a new run "
+                        f"with another {distributed.RUN_ID_ENV}")
+    if shared and topo.node_rank > 0:
+        run = RunDir(path=paths.RUNS / name / shared, recipe=name, run_id=shared)
+        distributed.wait_for_run(run.path)  # node 0 renders it on the shared filesystem
+    else:
+        run = render(validated, axolotl_extra=extra, run_id=shared or _run_id(smoke))
+    if track:
+        tracking.begin(run, config)  # a tracker that is down warns; training goes on
     cmd = launch_command(run, config, **(topology or {}))
     run.update_manifest(forced=bool(force), smoke=smoke, seed=config["axolotl"].get("seed"),
                         dataset_prepared_path=extra["dataset_prepared_path"], **gate_fields)
@@ -363,6 +396,11 @@ def resume_run(recipe: str | None, which: str, *, echo: bool = True,
     from tunebook.render import resolve_run
 
     quiet_environment()
+    from tunebook import distributed  # (scale-out) a requeued Slurm job resumes its own run
+
+    run_id = os.environ.get(distributed.RUN_ID_ENV)
+    if which == "last" and run_id and recipe and (paths.RUNS / recipe / run_id).is_dir():
+        which = str(paths.RUNS / recipe / run_id)
     run = resolve_run(recipe, which)
     manifest = run.manifest()
     if manifest.get("status") == "completed":
