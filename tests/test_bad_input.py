@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import assert_user_error, run_tunebook
+from clihelp import assert_user_error, run_tunebook
 
 QLORA = "mistral7b-qlora-support"
 
@@ -57,7 +57,7 @@ def test_lora_rr_typo_through_make():
     """The issue's example, through the front door: make prints tunebook's own exit code."""
     import subprocess
 
-    from conftest import ROOT
+    from clihelp import ROOT
 
     proc = subprocess.run(["make", "-s", "validate", f"RECIPE={QLORA}",
                            "OVERRIDES=+axolotl.lora_rr=8"], cwd=ROOT, capture_output=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import ROOT, run_tunebook
+from clihelp import ROOT, run_tunebook
 from tunebook import catalog, compose
 
 

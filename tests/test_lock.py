@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import run_tunebook
+from clihelp import run_tunebook
 from tunebook import compose, lock
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import assert_user_error, run_tunebook
+from clihelp import assert_user_error, run_tunebook
 
 RECIPE = "mistral7b-qlora-support"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OFFLINE_ENV, ROOT
+from clihelp import OFFLINE_ENV, ROOT
 
 SCRIPT = ROOT / "scripts" / "bench" / "gpu_memory.py"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_user_error, run_tunebook
+from clihelp import assert_user_error, run_tunebook
 from tunebook.errors import UserError
 from tunebook.validate import validate_recipe
 
@@ -32,7 +32,7 @@ def test_added_axolotl_typo_names_the_closest_key():
 
 def test_overriding_a_missing_key_without_plus_names_the_closest_key():
     msg = _error(QLORA, "axolotl.lora_rr=8")
-    assert "'lora_r'" in msg and "+axolotl.lora_rr" in msg
+    assert "did you mean 'lora_r'" in msg
 
 
 def test_unknown_key_in_our_sections():
@@ -121,3 +121,10 @@ def test_chat_data_needs_a_chat_template():
 
 def test_unknown_planned_gpu():
     assert "meta.gpu" in _error(QLORA, "meta.gpu=a100-41g")
+
+
+def test_schema_defaults_can_be_overridden_without_plus():
+    """Gate thresholds no task file writes are still plain overrides; typos still fail."""
+    cfg = validate_recipe("mistral7b-lora-triage", "data.checks.max_pii=5").config
+    assert cfg["data"]["checks"]["max_pii"] == 5
+    assert "did you mean 'max_pii'" in _error("mistral7b-lora-triage", "data.checks.max_pi=5")

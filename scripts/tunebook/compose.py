@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tunebook import paths
+from tunebook import paths, schema
 from tunebook.errors import UserError, did_you_mean
 
 SECTIONS = ("meta", "axolotl", "data", "eval", "launcher")
@@ -102,7 +102,16 @@ def parse_overrides(overrides: str | Sequence[str] | None) -> list[str]:
                 f"bad override {item!r}: {_first_line(str(e))}; "
                 "expected key=value, +new.key=value, ~key or group=option"
             ) from None
-    return items
+    return [_with_default(item) for item in items]
+
+
+def _with_default(item: str) -> str:
+    """``data.checks.max_pii=5`` sets a schema default that no file wrote: Hydra needs ``++``
+    (add or override) for it. A misspelt key still fails: the schema forbids unknown keys."""
+    key = item.split("=", 1)[0]
+    if item[0] not in "+~" and "=" in item and schema.has_default(key):
+        return "++" + item
+    return item
 
 
 @dataclass
@@ -233,10 +242,8 @@ def _composition_error(name: str, overrides: list[str], e: Exception, root: Path
         key = m.group(1)
         parent, _, leaf = key.rpartition(".")
         siblings = _siblings(name, overrides, parent, root)
-        return UserError(
-            f"override {key!r}: no such key in recipe {name}{did_you_mean(leaf, siblings)}; "
-            f"to add a new key write '+{key}=...'"
-        )
+        hint = did_you_mean(leaf, siblings) or f"; to add a key no file sets, write '+{key}=...'"
+        return UserError(f"override {key!r}: no such key in recipe {name}{hint}")
     m = re.search(r"Could not find '([^']+)'", msg)
     if m:
         missing = m.group(1)
@@ -257,15 +264,15 @@ def _composition_error(name: str, overrides: list[str], e: Exception, root: Path
 
 def _siblings(name: str, overrides: list[str], parent: str, root: Path) -> list[str]:
     """Keys beside ``parent`` in the recipe composed without the failing overrides."""
+    choices = [o for o in overrides if "=" in o and "." not in o.split("=")[0]]
     try:
-        cfg = compose_recipe(name, [o for o in overrides if "=" in o and "." not in o.split("=")[0]],
-                             recipes_dir=root).config
+        cfg = compose_recipe(name, choices, recipes_dir=root).config
     except UserError:
         return []
     node: Any = cfg
     for part in parent.split(".") if parent else []:
         node = node.get(part, {}) if isinstance(node, dict) else {}
-    keys = list(node) if isinstance(node, dict) else []
+    keys = (list(node) if isinstance(node, dict) else []) + schema.fields_at(parent)
     if parent == "axolotl":
         from tunebook.axolotl_schema import axolotl_keys
 

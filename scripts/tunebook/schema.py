@@ -42,7 +42,8 @@ class ModelInfo(_Strict):
         if self.hub_id is None and self.twin is None:
             raise ValueError("set hub_id (a Hub model id) or twin (a locally built base)")
         if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads "
+                             f"({self.kv_heads})")
         return self
 
 
@@ -142,3 +143,33 @@ class Recipe(_Strict):
     data: Data
     eval: Eval
     launcher: Launcher
+
+
+def fields_at(dotted: str) -> list[str]:
+    """Field names of the model at ``dotted`` (``""`` is the whole recipe), or ``[]``."""
+    model: type[BaseModel] = Recipe
+    for part in [p for p in dotted.split(".") if p]:
+        field = model.model_fields.get(part)
+        inner = field.annotation if field else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def has_default(dotted: str) -> bool:
+    """Whether ``dotted`` (e.g. ``data.checks.max_pii``) is a field of our sections that has a
+    default, so an override may set it even when no recipe file wrote it."""
+    model: type[BaseModel] = Recipe
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        if i == len(parts) - 1:
+            return not field.is_required()
+        inner = field.annotation
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return False
+        model = inner
+    return False

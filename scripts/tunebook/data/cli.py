@@ -54,19 +54,12 @@ def _compose(args: argparse.Namespace) -> dict | None:
         if args.overrides:
             raise UserError("--overrides needs --recipe (RECIPE=...)")
         return None
-    from tunebook.compose import compose_recipe, parse_overrides
+    from tunebook.compose import compose_recipe
 
-    composed = compose_recipe(args.recipe, _checks_overrides(parse_overrides(args.overrides)))
+    composed = compose_recipe(args.recipe, args.overrides)
     config = dict(composed.config)
     config["_recipe_name"] = composed.name
     return config
-
-
-def _checks_overrides(items: list[str]) -> list[str]:
-    """``data.checks.max_pii=5`` works whether or not the task wrote that key: the thresholds
-    all have defaults (tunebook.schema.DataChecks), so they are set with Hydra's ``++``
-    (add or override). A misspelt key still fails: DataChecks forbids unknown keys."""
-    return [f"++{item}" if item.startswith("data.checks.") else item for item in items]
 
 
 def data_check(args: argparse.Namespace) -> int:

@@ -1,0 +1,54 @@
+"""Helpers for tests that drive the real `tunebook` CLI (imported as `clihelp`; a module name
+that no test folder's own helpers shadow, unlike `conftest`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNEBOOK = Path(sys.executable).parent / "tunebook"
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DO_NOT_TRACK": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def run_tunebook(*args: str, root: Path | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 600) -> Result:
+    """Run the real ``tunebook`` console script in a subprocess (exit codes, no traceback)."""
+    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    if root is not None:
+        full_env["TUNEBOOK_ROOT"] = str(root)
+    proc = subprocess.run([str(TUNEBOOK), *args], capture_output=True, text=True,
+                          env=full_env, cwd=root or ROOT, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_user_error(result: Result, *fragments: str, code: int = 2) -> None:
+    """One clear message, the expected exit code, and never a Python traceback."""
+    assert result.code == code, result.text
+    assert "Traceback" not in result.text, result.text
+    assert "tunebook: error:" in result.err, result.text
+    for fragment in fragments:
+        assert fragment in result.err, f"{fragment!r} not in: {result.err}"
