@@ -77,10 +77,10 @@ def test_dry_run_two_nodes_deepspeed(runs, capsys):
     cmd, run = _dry_run(capsys, "--recipe", "mistral7b-qlora-support", "--overrides",
                         "launcher=deepspeed-zero3", "--nnodes", "2", "--node-rank", "0",
                         "--master-addr", "10.0.0.4", "--gpus-per-node", "8")
-    rid = distributed.rdzv_id("mistral7b-qlora-support",
-                              ["launcher=deepspeed-zero3", "launcher.nnodes=2",
-                               "launcher.gpus_per_node=8"],
+    # the rendezvous id: a hash of what every node is given, i.e. the run's own overrides
+    rid = distributed.rdzv_id("mistral7b-qlora-support", run.manifest()["overrides"],
                               distributed.Topology("deepspeed", 2, 8, 0, "10.0.0.4", 29500))
+    assert rid.startswith("tb-")
     assert cmd == [distributed.axolotl_bin(), "train", str(run.axolotl_yaml), "--launcher",
                    "torchrun", "--", "--nnodes", "2", "--nproc_per_node", "8", "--node_rank",
                    "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "10.0.0.4:29500",
