@@ -249,3 +249,13 @@ def test_ui_dry_run_prints_command(capsys):
     assert cli.main(["ui", "--dry-run", "--port", "5123"]) == 0
     out = capsys.readouterr().out
     assert "ui --backend-store-uri sqlite:///" in out and "--port 5123" in out
+
+
+def test_register_against_another_store_is_a_user_error(tmp_path):
+    run, _, _ = _tracked_run()
+    _fake_adapter(run)
+    run.update_manifest(gate={"decision": "ship", "ship": True})
+    other = f"sqlite:///{tmp_path}/other.db"
+    result = run_tunebook("register", "--run", str(run.path), env={"MLFLOW_TRACKING_URI": other})
+    assert result.code == 2 and "Traceback" not in result.text, result.text
+    assert "set MLFLOW_TRACKING_URI" in result.err

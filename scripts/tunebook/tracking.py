@@ -487,10 +487,17 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from tunebook.render import resolve_run
 
     run = resolve_run(args.recipe, args.run)
-    name, version = register_adapter(run, name=args.name)
+    try:
+        name, version = register_adapter(run, name=args.name)
+    except MlflowException as e:
+        raise UserError(f"{paths.rel(run.path)}: MLflow run {run_id_of(run)} is not in "
+                        f"{_safe_uri(tracking_uri())} ({e.error_code}); set MLFLOW_TRACKING_URI "
+                        "to the store it was logged to") from None
     print(f"registered {paths.rel(run.path)} as model {name!r} version {version} "
           f"in {_safe_uri(tracking_uri())}")
     return 0
