@@ -35,6 +35,9 @@ PACKAGES = ("tunebook", "torch", "axolotl", "transformers", "peft", "trl", "data
             "bitsandbytes", "lm_eval", "hydra-core", "omegaconf", "mlflow")
 SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey|credential)", re.I)
 REDACTED = "<redacted>"
+SECRET_ASSIGNMENT = re.compile(
+    r"([^\s=]*(?:token|secret|password|passwd|api_key|apikey|credential)[^\s=]*=)[^\s]+", re.I)
+HF_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
 # Axolotl keys that hold repository-relative paths, made absolute in axolotl.yaml.
 PATH_KEYS = ("deepspeed", "chat_template_jinja", "fsdp_config_path")
 
@@ -155,8 +158,11 @@ def redact(value: Any, key: str = "") -> Any:
                     else redact(v, str(k))) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
-    if isinstance(value, str) and "=" in value and SECRET_KEY.search(value.split("=", 1)[0]):
-        return value.split("=", 1)[0] + "=" + REDACTED
+    if isinstance(value, str):
+        # any `...token...=value` inside a string (an OVERRIDES string holds several), and
+        # anything shaped like a Hugging Face token
+        value = SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, value)
+        return HF_TOKEN_VALUE.sub(REDACTED, value)
     return value
 
 

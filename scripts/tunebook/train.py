@@ -490,8 +490,11 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     failed = []
     for name in names:
-        ok, line, _run = smoke_one(name, args.overrides)
+        ok, line, run = smoke_one(name, args.overrides)
         print(line, flush=True)
+        if run.manifest().get("status") == "interrupted":
+            print("tunebook: interrupted", file=sys.stderr)
+            return 130
         if not ok:
             failed.append(name)
     print(f"{len(names) - len(failed)}/{len(names)} recipe(s) trained on their twins in "

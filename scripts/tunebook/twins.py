@@ -4,7 +4,7 @@ No model hub is reachable here, in CI or on an air-gapped box, so every test mod
 locally, deterministically and offline:
 
 - a **twin** of a family (``llama``, ``mistral``, ``qwen2``, ``gemma2``, ``phi3``) is a
-  ~100k-parameter random-initialised model of the *same class* as the recipe's base (attention
+  ~0.3-0.6M-parameter random-initialised model of the *same class* as the recipe's base (attention
   layout and KV-head ratio, activation, tied embeddings, RoPE settings, Gemma 2 soft-capping and
   sliding window) with a byte-level BPE tokenizer trained on the shipped task data and the
   family's real chat template (``data-templates/chat-templates/<family>.jinja``). It checks that
@@ -56,14 +56,16 @@ class Family:
 
 
 # Shapes are tiny but keep each family's layout: KV-head ratio (Llama/Mistral 4:1, Qwen2.5 6:1,
-# Gemma 2 2:1, Phi-3.5 full multi-head), activation, tied embeddings and RoPE settings.
+# Gemma 2 2:1, Phi-3.5 full multi-head), activation, tied embeddings and RoPE settings. Every
+# projection's output width is a multiple of 32: bitsandbytes' CPU 4-bit kernel (QLoRA recipes)
+# packs weights in blocks of 32 rows ("N must be divisible by block_n").
 FAMILIES: dict[str, Family] = {
     "llama": Family(
         "llama", "LlamaForCausalLM", bos="<|begin_of_text|>", eos="<|eot_id|>",
         pad="<|finetune_right_pad_id|>",
         specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                   "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>"),
-        config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        config={"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                 "num_attention_heads": 4, "num_key_value_heads": 1, "hidden_act": "silu",
                 "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
                 "tie_word_embeddings": False,
@@ -73,7 +75,7 @@ FAMILIES: dict[str, Family] = {
     "mistral": Family(
         "mistral", "MistralForCausalLM", bos="<s>", eos="</s>", pad="<unk>",
         specials=("<unk>", "<s>", "</s>"),
-        config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        config={"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                 "num_attention_heads": 4, "num_key_value_heads": 1, "hidden_act": "silu",
                 "max_position_embeddings": 32768, "rms_norm_eps": 1e-5,
                 "tie_word_embeddings": False, "sliding_window": None,  # v0.2 has none
@@ -83,7 +85,7 @@ FAMILIES: dict[str, Family] = {
         # <|endoftext|> must be in the vocabulary: Qwen2's tokenizer class adds it otherwise and
         # Axolotl then resizes the embeddings into the adapter (verified-training.md).
         specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-        config={"hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2,
+        config={"hidden_size": 192, "intermediate_size": 256, "num_hidden_layers": 2,
                 "num_attention_heads": 6, "num_key_value_heads": 1, "hidden_act": "silu",
                 "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
                 "tie_word_embeddings": True, "use_sliding_window": False,

@@ -1,0 +1,96 @@
+"""Helpers of the training tests: a scratch repository that shares the real ``.cache/``.
+
+Training tests run the real ``tunebook`` console script (and through it the real Axolotl) with
+``TUNEBOOK_ROOT`` pointing at a scratch copy of ``recipes/``, ``data-templates/`` and
+``eval-suites/``: their runs (interrupted, failed, forced ...) never become somebody else's
+``RUN=last``, and a test may edit the scratch data. ``.cache/`` is a link to the real one, so
+twins, the tiny base and tokenized data are built once (all keyed by content hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TUNEBOOK = Path(sys.executable).parent / "tunebook"
+RECIPE = "tiny-lora-triage"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "DO_NOT_TRACK": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
+               "MLFLOW_DISABLE_TELEMETRY": "true"}
+# A short run of the default recipe: 8 steps, validated and checkpointed every 4.
+SHORT = "+axolotl.max_steps=8 axolotl.eval_steps=4 axolotl.save_steps=4"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def scratch_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("recipes", "data-templates", "eval-suites"):
+        if (ROOT / name).exists():
+            shutil.copytree(ROOT / name, dest / name)
+    shutil.copy(ROOT / "Makefile", dest / "Makefile")
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (dest / ".cache").symlink_to(ROOT / ".cache")
+    return dest
+
+
+def env_for(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **OFFLINE_ENV, "TUNEBOOK_ROOT": str(root), **(extra or {})}
+
+
+def tb(root: Path, *args: str, env: dict[str, str] | None = None,
+       timeout: float = 900) -> Result:
+    proc = subprocess.run([str(TUNEBOOK), *args], capture_output=True, text=True,
+                          env=env_for(root, env), cwd=root, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def tb_popen(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``tunebook`` in its own process group (as a terminal would run it)."""
+    return subprocess.Popen([str(TUNEBOOK), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env_for(root, env),
+                            cwd=root, start_new_session=True)
+
+
+def runs_of(root: Path, recipe: str = RECIPE) -> list[Path]:
+    base = root / "runs" / recipe
+    return sorted(p for p in base.glob("*") if (p / "manifest.json").is_file()) \
+        if base.is_dir() else []
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"process ended (code {proc.returncode}) before {what}:\n{out}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
