@@ -72,6 +72,7 @@ def child_main(argv: list[str] | None = None) -> int:
         # CPU runs train tiny models: one intra-op thread is as fast on an idle 2-core machine
         # and 5-10x faster on a shared one (OpenMP barriers stall when cores are oversubscribed).
         torch.set_num_threads(int(os.environ.get("TUNEBOOK_CPU_THREADS", "1")))
+        _keep_4bit_weights_trainable_on_cpu()
     torch.manual_seed(args.seed)  # before get_peft_model: the LoRA init must reproduce
 
     import axolotl.train as axolotl_train
@@ -131,6 +132,24 @@ def _stop_reason(trainer: Any, global_step: int, max_steps: int) -> str:
     return "other"
 
 
+def _keep_4bit_weights_trainable_on_cpu() -> None:
+    """bitsandbytes 0.50.2 repacks a ``Linear4bit`` for its CPU *inference* kernel the first time
+    it runs in eval mode (Axolotl validates at step 0) and then trains through that kernel, which
+    has no autograd (gradients stop silently) and fails on biased layers (Qwen2's q/k/v: "a view
+    of a leaf Variable ... in-place"). On CPU, keep the trainable layout."""
+    try:
+        from bitsandbytes.nn import modules
+    except ImportError:
+        return
+    forward = modules.Linear4bit.forward
+
+    def trainable_forward(self: Any, x: Any) -> Any:
+        self.support_avx512bf16_for_cpu = False
+        return forward(self, x)
+
+    modules.Linear4bit.forward = trainable_forward
+
+
 def _write_result(path: str, state: dict[str, Any], *, failed: bool = False) -> None:
     trainer = state.get("trainer")
     ts = getattr(trainer, "state", None)
@@ -153,6 +172,9 @@ def _write_result(path: str, state: dict[str, Any], *, failed: bool = False) -> 
         "global_step": global_step,
         "max_steps": max_steps,
         "stop_reason": reason,
+        "linear4bit_layers": sum(type(m).__name__ == "Linear4bit"
+                                 for m in getattr(trainer, "model", None).modules())
+        if trainer is not None else 0,
         "early_stopped": reason == "early_stopping",
         "best_metric": getattr(ts, "best_metric", None),
         "best_model_checkpoint": getattr(ts, "best_model_checkpoint", None),

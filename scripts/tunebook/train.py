@@ -160,6 +160,7 @@ def metrics_from(result: dict[str, Any]) -> dict[str, Any]:
         "max_steps": result.get("max_steps"),
         "early_stopped": result.get("early_stopped"),
         "stop_reason": result.get("stop_reason"),
+        "linear4bit_layers": result.get("linear4bit_layers"),  # > 0: a 4-bit (QLoRA) base
         "train_loss": train[-1] if train else None,
         "first_train_loss": train[0] if train else None,
         "first_eval_loss": evals[0][1] if evals else None,
