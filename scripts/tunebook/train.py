@@ -72,8 +72,11 @@ def hub_offline(base_model: str) -> bool:
         return False
 
 
+_ADDED: set[str] = set()  # offline keys quiet_environment() added to our own process
+
+
 def child_env(base_model: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in _ADDED}
     for key, value in QUIET_ENV.items():
         env.setdefault(key, value)
     if hub_offline(base_model):
@@ -86,7 +89,10 @@ def child_env(base_model: str) -> dict[str, str]:
 def quiet_environment() -> None:
     """For our own process: no telemetry, nothing fetched while checking and building."""
     for key, value in {**QUIET_ENV, **OFFLINE_ENV}.items():
-        os.environ.setdefault(key, value)
+        if key not in os.environ:
+            os.environ[key] = value
+            if key in OFFLINE_ENV:
+                _ADDED.add(key)  # ours, not the user's: the child decides for itself
 
 
 # -- the content-hash cache of tokenized data --------------------------------------------------

@@ -130,3 +130,19 @@ def test_scratch_repo_shares_the_cache(tmp_path):
     root = scratch_repo(tmp_path / "repo")
     assert (root / ".cache").resolve() == (train.paths.ROOT / ".cache").resolve()
     shutil.rmtree(root)
+
+
+def test_child_goes_offline_for_local_bases_only_and_finds_the_venv(monkeypatch, tmp_path):
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(train, "_ADDED", set())
+    train.quiet_environment()  # our own process never reaches the Hub
+    assert train.os.environ["HF_HUB_OFFLINE"] == "1"
+    local = train.child_env(str(tmp_path))
+    assert local["HF_HUB_OFFLINE"] == "1" and local["TRANSFORMERS_OFFLINE"] == "1"
+    assert local["PATH"].split(train.os.pathsep)[0] == str(train.Path(sys.executable).parent)
+    assert local["DO_NOT_TRACK"] == "1" and local["WANDB_MODE"] == "disabled"
+    hub = train.child_env("no-such-org/no-such-model-in-cache")  # a GPU box must download it
+    assert "HF_HUB_OFFLINE" not in hub
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)

@@ -227,3 +227,20 @@ def test_a_crash_inside_axolotl_is_recorded_as_failed(repo):
     assert "training failed" in r.err and f"runs/{RECIPE}/{run.name}" in r.err
     assert "No modules were targeted" in r.err  # the log tail names the cause
     assert "Traceback" not in r.err.split("last lines of")[0]
+
+
+def test_a_failing_data_gate_refuses_unless_forced_and_force_is_recorded(tmp_path):
+    root = scratch_repo(tmp_path / "repo")
+    data = root / "data-templates/datasets/triage/train.jsonl"
+    rows = data.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join([*rows, rows[0], rows[1]]) + "\n", encoding="utf-8")  # duplicates
+    r = tb(root, "train", "--overrides", SHORT)
+    assert r.code == 1, r.text
+    assert "FORCE=1" in r.err and "Traceback" not in r.text
+    assert runs_of(root) == []  # nothing rendered, no GPU time spent
+    r = tb(root, "train", "--force", "--overrides", SHORT)
+    assert r.code == 0, r.text
+    (run,) = runs_of(root)
+    m = manifest(run)
+    assert m["forced"] is True and m["data_gate"]["passed"] is False
+    assert m["status"] == "completed"
