@@ -221,3 +221,26 @@ def test_two_point_sweep_on_cpu(runs, capsys):
     assert {t["tunebook.sweep.point"] for t in tags} == {"axolotl.learning_rate=0.0005",
                                                          "axolotl.learning_rate=0.002"}
     json.dumps(runs_)  # plain data
+
+
+@pytest.mark.smoke
+@pytest.mark.slow
+def test_demo_loop_is_one_mlflow_run_and_registers_when_shipped(runs, capsys):
+    """train -> eval -> gate -> report through the real evaluation code, all in one MLflow run."""
+    from tunebook import demo
+
+    code = demo.run_demo()
+    capsys.readouterr()
+    run = RunDir.open(next((runs / RECIPE).glob("2*/manifest.json")).parent)
+    manifest = run.manifest()
+    got = _client().get_run(manifest["mlflow_run_id"])
+    metrics, tags = got.data.metrics, got.data.tags
+    assert {"loss", "eval_loss", "eval/triage/acc", "gate/ship"} <= set(metrics)
+    word = tracking.verdict(manifest["gate"])
+    assert tags["tunebook.gate"] == word and metrics["gate/ship"] == (word == "ship")
+    artifacts = {a.path for a in _client().list_artifacts(got.info.run_id)}
+    assert {"report.html", "gate.json", "eval", "adapter", "manifest.json"} <= artifacts
+    assert cli.main(["register", "--run", str(run.path)]) == (0 if word == "ship" else 1)
+    versions = _client().search_model_versions(f"name='{RECIPE}'")
+    assert len(versions) == (1 if word == "ship" else 0)
+    assert code == (0 if word == "ship" else 1)
