@@ -102,3 +102,47 @@ def test_sbatch_cli_defaults_gpus_to_the_launcher(capsys, tmp_path):
     assert cli.main(["sbatch", "--recipe", "llama8b-lora-support", "--overrides",
                      "launcher=deepspeed-zero2", "--nodes", "2", "--out", str(out)]) == 0
     assert "#SBATCH --gpus-per-node=8\n" in out.read_text()
+
+
+def _fake_cluster(bin_dir: Path, tunebook: str) -> None:
+    """Stand-ins for the two Slurm commands the script calls: a 2-node allocation where srun
+    runs the task once per node (SLURM_NODEID 0 and 1) with tunebook replaced by echo."""
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/bash\n[ "$1 $2" = "show hostnames" ] && '
+                                      'printf "gpu-a17\\ngpu-a18\\n"\n')
+    (bin_dir / "srun").write_text(f"""#!/bin/bash
+args=()
+for a in "$@"; do
+  if [ ${{#args[@]}} -eq 0 ] && [[ "$a" == --* ]]; then continue; fi
+  [ "$a" = "{tunebook}" ] && a=echo
+  args+=("$a")
+done
+for node in 0 1; do SLURM_NODEID=$node "${{args[@]}}"; done
+""")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+
+
+@pytest.mark.parametrize("restarts", [0, 1])
+def test_sbatch_script_runs_one_task_per_node_and_resumes_when_requeued(tmp_path, restarts):
+    import os
+
+    script = slurm.render_sbatch("llama8b-lora-support", "launcher=deepspeed-zero3",
+                                 nodes=2, gpus_per_node=8)
+    tunebook = str(Path(sys.executable).parent / "tunebook")
+    _fake_cluster(tmp_path / "bin", tunebook)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-a[17-18]",
+           "SLURM_RESTART_COUNT": str(restarts)}
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    tasks = [line for line in proc.stdout.splitlines() if line.startswith("train ")]
+    resume = " --resume last" if restarts else ""
+    expected = ("train --recipe llama8b-lora-support --overrides launcher=deepspeed-zero3 "
+                "--nnodes 2 --gpus-per-node 8 --master-addr gpu-a17 --master-port 29500"
+                f"{resume} --node-rank")
+    assert tasks == [f"{expected} 0", f"{expected} 1"]
+    assert "rendezvous gpu-a17:29500" in proc.stdout
+    assert f"{paths.RUNS.resolve()}/llama8b-lora-support/slurm-4242" in proc.stdout
+    assert ("resuming" in proc.stdout) == bool(restarts)
