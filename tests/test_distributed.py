@@ -138,3 +138,26 @@ def test_result_from_output_judges_by_trainer_state(tmp_path):
     assert result["outcome"] == "completed" and result["early_stopped"]
     _state(out, 40, 40)
     assert distributed.result_from_output(out)["global_step"] == 40
+
+
+def test_other_nodes_wait_for_node_zero_to_render(tmp_path):
+    import threading
+
+    run_dir = tmp_path / "runs" / "x" / "slurm-1"
+    timer = threading.Timer(0.3, lambda: (run_dir.mkdir(parents=True),
+                                          (run_dir / "axolotl.yaml").write_text("{}")))
+    timer.start()
+    distributed.wait_for_run(run_dir, timeout_s=10, poll_s=0.05)
+    assert (run_dir / "axolotl.yaml").is_file()
+    with pytest.raises(UserError, match="a filesystem every node sees"):
+        distributed.wait_for_run(tmp_path / "never", timeout_s=0.2, poll_s=0.05)
+
+
+def test_multi_node_run_id_is_shared_and_single_node_is_not(monkeypatch):
+    cfg = _config("launcher=ddp")
+    two = distributed.topology(cfg, nnodes=2, node_rank=1, master_addr="h")
+    assert distributed.shared_run_id("r", ["launcher=ddp"], two) == \
+        distributed.shared_run_id("r", ["launcher=ddp"],
+                                  distributed.topology(cfg, nnodes=2, node_rank=0,
+                                                       master_addr="h"))
+    assert distributed.shared_run_id("r", [], distributed.topology(cfg, gpus_per_node=8)) is None
