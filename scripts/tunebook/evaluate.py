@@ -363,38 +363,10 @@ def _print_metrics(metrics: dict[str, dict[str, float]], log: Any) -> None:
 
 def run_config(run: Any) -> dict[str, Any]:
     """The effective recipe of a run, as it was rendered (resolved.yaml)."""
-    from tunebook.render import REDACTED
-
     file = run.path / "resolved.yaml"
     if not file.is_file():
         raise UserError(f"RUN={paths.rel(run.path)}: no resolved.yaml; not a rendered run")
-    config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    if _has(config.get("eval"), REDACTED) or _has(config.get("data"), REDACTED):
-        # render redacts credential-like keys (e.g. *token*); recompose those from the manifest
-        from tunebook.validate import validate_recipe
-
-        manifest = run.manifest()
-        fresh = validate_recipe(manifest["recipe"], manifest.get("overrides") or [],
-                                axolotl=False).config
-        for section in ("eval", "data"):
-            config[section] = _unredact(config[section], fresh[section], REDACTED)
-    return config
-
-
-def _has(node: Any, marker: str) -> bool:
-    if isinstance(node, dict):
-        return any(_has(v, marker) for v in node.values())
-    if isinstance(node, list):
-        return any(_has(v, marker) for v in node)
-    return node == marker
-
-
-def _unredact(node: Any, fresh: Any, marker: str) -> Any:
-    if node == marker:
-        return fresh
-    if isinstance(node, dict) and isinstance(fresh, dict):
-        return {k: _unredact(v, fresh.get(k), marker) for k, v in node.items()}
-    return node
+    return yaml.safe_load(file.read_text(encoding="utf-8"))
 
 
 def run_models(run: Any) -> tuple[str, str | None]:

@@ -33,10 +33,13 @@ from tunebook.validate import Validated, validate_recipe
 
 PACKAGES = ("tunebook", "torch", "axolotl", "transformers", "peft", "trl", "datasets", "accelerate",
             "bitsandbytes", "lm_eval", "hydra-core", "omegaconf", "mlflow")
-SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey|credential)", re.I)
+# A credential word as a whole component of a key name: hub_token, wandb_api_key, HF_TOKEN;
+# not max_new_tokens or tokenizer_type, which are settings.
+_SECRET_WORD = r"(?:token|secret|password|passwd|api_?key|credentials?)"
+SECRET_KEY = re.compile(rf"(?:^|[_.\-]){_SECRET_WORD}(?:$|[_.\-])", re.I)
 REDACTED = "<redacted>"
 SECRET_ASSIGNMENT = re.compile(
-    r"([^\s=]*(?:token|secret|password|passwd|api_key|apikey|credential)[^\s=]*=)[^\s]+", re.I)
+    rf"((?:[^\s=]*[_.\-])?{_SECRET_WORD}(?:[_.\-][^\s=]*)?=)[^\s]+", re.I)
 HF_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
 # Axolotl keys that hold repository-relative paths, made absolute in axolotl.yaml.
 PATH_KEYS = ("deepspeed", "chat_template_jinja", "fsdp_config_path")
@@ -122,9 +125,10 @@ def axolotl_config(config: dict[str, Any], run: RunDir) -> dict[str, Any]:
 
 
 def _absolute(value: str) -> str:
-    """A repository-relative path that exists becomes absolute; a hub id stays as it is."""
+    """A repository-relative path that exists becomes absolute, links resolved (a run records
+    the base it really used, not a link that later moves); a hub id stays as it is."""
     candidate = paths.ROOT / value
-    return str(candidate) if not os.path.isabs(value) and candidate.exists() else value
+    return str(candidate.resolve()) if not os.path.isabs(value) and candidate.exists() else value
 
 
 def build_manifest(validated: Validated, run: RunDir) -> dict[str, Any]:
