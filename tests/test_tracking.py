@@ -259,3 +259,11 @@ def test_register_against_another_store_is_a_user_error(tmp_path):
     result = run_tunebook("register", "--run", str(run.path), env={"MLFLOW_TRACKING_URI": other})
     assert result.code == 2 and "Traceback" not in result.text, result.text
     assert "set MLFLOW_TRACKING_URI" in result.err
+
+
+def test_wandb_is_one_override_away_and_off_by_default():
+    on = validate_recipe(RECIPE, "+axolotl.use_wandb=true +axolotl.wandb_project=team-x")
+    assert on.config["axolotl"]["use_wandb"] is True
+    assert on.config["axolotl"]["wandb_project"] == "team-x"
+    off = validate_recipe(RECIPE, "", axolotl=False)
+    assert not any(k.startswith("wandb") or k == "use_wandb" for k in off.config["axolotl"])
