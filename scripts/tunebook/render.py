@@ -245,7 +245,8 @@ def resolve_run(recipe: str | None, run: str | None) -> RunDir:
     base = paths.RUNS / recipe if recipe else paths.RUNS
     pattern = "*/manifest.json" if recipe else "*/*/manifest.json"
     candidates = sorted(base.glob(pattern), key=lambda p: p.parent.name) if base.is_dir() else []
-    candidates = [c for c in candidates if c.parent.name != "baseline"]
+    candidates = [c for c in candidates if c.parent.name != "baseline"
+                  and not c.parent.name.endswith(("-smoke", "-bench"))]  # twins, benchmarks
     if not candidates:
         where = f"recipe {recipe}" if recipe else "any recipe"
         raise UserError(f"RUN=last: no runs of {where} under {paths.rel(base)}; "
