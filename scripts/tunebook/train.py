@@ -366,7 +366,8 @@ def start_run(name: str, overrides: str | list[str], *, force: bool = False,
     extra = {"dataset_prepared_path": str(prepared_path(config["axolotl"]))}
     if not smoke:
         extra.update(tracking.axolotl_keys())
-    shared = None if dry_run else distributed.shared_run_id(name, items, topo)
+    shared = None if dry_run else distributed.shared_run_id(name, validated.composed.overrides,
+                                                             topo)
     if shared and topo.node_rank == 0 and (paths.RUNS / name / shared).exists():
         raise UserError(f"{paths.rel(paths.RUNS / name / shared)} exists: continue it with "
                         f"--resume {paths.rel(paths.RUNS / name / shared)}, or start a new run "
