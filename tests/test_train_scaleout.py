@@ -244,3 +244,40 @@ def test_demo_loop_is_one_mlflow_run_and_registers_when_shipped(runs, capsys):
     versions = _client().search_model_versions(f"name='{RECIPE}'")
     assert len(versions) == (1 if word == "ship" else 0)
     assert code == (0 if word == "ship" else 1)
+
+
+@pytest.mark.smoke
+@pytest.mark.slow
+def test_interrupted_then_resumed_run_stays_one_mlflow_run(runs):
+    """Ctrl-C after a checkpoint, then --resume last: the same MLflow run continues."""
+    import signal
+    import time
+
+    script = ("import sys; from pathlib import Path; from tunebook import paths, cli; "
+              f"paths.RUNS = Path({str(runs)!r}); sys.exit(cli.main(sys.argv[1:]))")
+    overrides = ("+axolotl.max_steps=12 axolotl.eval_steps=3 axolotl.save_steps=3 "
+                 "axolotl.logging_steps=1")
+    env = {**os.environ, **OFFLINE_ENV}
+    proc = subprocess.Popen([sys.executable, "-c", script, "train", "--recipe", RECIPE,
+                             "--overrides", overrides], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(runs.glob(f"{RECIPE}/*/output/checkpoint-6/trainer_state.json")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint-6 appeared"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    run = RunDir.open(next(runs.glob(f"{RECIPE}/*/manifest.json")).parent)
+    assert run.manifest()["status"] == "interrupted"
+    run_id = run.manifest()["mlflow_run_id"]
+    assert _client().get_run(run_id).info.status == "KILLED"
+    resumed = subprocess.run([sys.executable, "-c", script, "train", "--recipe", RECIPE,
+                              "--resume", "last"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert run.manifest()["status"] == "completed"
+    exp = _client().get_run(run_id).info.experiment_id
+    assert len(_client().search_runs([exp])) == 1  # no second run from the resumed trainer
+    steps = [m.step for m in _client().get_metric_history(run_id, "eval_loss")]
+    assert max(steps) == 12 and min(steps) == 0
+    assert _client().get_run(run_id).info.status == "FINISHED"
