@@ -169,3 +169,19 @@ def test_fsdp_decoder_layer_names_match_transformers():
     for family, cls in classes.items():
         model_cls = getattr(transformers, cls)
         assert validate._DECODER_LAYER[family] in model_cls._no_split_modules, family
+
+
+def test_invalid_combination_exits_2_without_traceback():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "tunebook"
+    proc = subprocess.run([str(exe), "validate", "--recipe", "qwen1.5b-full-triage",
+                           "--overrides", "launcher=fsdp2"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("tunebook: error: recipe qwen1.5b-full-triage: ")
+    assert "recipes/method/full.yaml: axolotl.optimizer" in proc.stderr
