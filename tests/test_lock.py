@@ -20,6 +20,7 @@ def _edit_qlora(root):
 
 
 def test_editing_qlora_group_names_exactly_the_qlora_recipes(scratch_root):
+    assert run_tunebook("lock", root=scratch_root).code == 0  # start from current snapshots
     expected = sorted(
         n for n in compose.recipe_names()
         if compose.compose_recipe(n, with_sources=True).choices["method"] == "qlora"

@@ -15,8 +15,7 @@ from tunebook import paths
 
 
 def run_demo(recipe: str | None = None, overrides: str = "", *, log: Any = print) -> int:
-    from tunebook import cli, evaluate, gate, report
-    from tunebook.render import resolve_run
+    from tunebook import cli, evaluate, gate, report, train
     from tunebook.validate import validate_recipe
 
     recipe = recipe or cli.DEFAULT_RECIPE
@@ -35,11 +34,12 @@ def run_demo(recipe: str | None = None, overrides: str = "", *, log: Any = print
     config = validate_recipe(recipe, overrides, axolotl=False).config
     evaluate.baseline(config, recipe, log=log)
     step("train")
-    code = cli.main(["train", "--recipe", recipe, *extra])
+    # the run this demo trained, never "the newest run": another job may have started one
+    run, manifest = train.start_run(recipe, overrides)
+    code = train.finish(run, manifest)
     if code:
         log(f"demo: training failed (exit {code})")
         return code
-    run = resolve_run(recipe, "last")
     step(f"eval {paths.rel(run.path)}")
     evaluate.evaluate_run(run, log=log)
     step("gate")
