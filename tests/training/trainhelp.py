@@ -14,31 +14,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-TUNEBOOK = Path(sys.executable).parent / "tunebook"
+from clihelp import OFFLINE_ENV, ROOT, TUNEBOOK, Result
+
 RECIPE = "tiny-lora-triage"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "DO_NOT_TRACK": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
-               "MLFLOW_DISABLE_TELEMETRY": "true"}
 # A short run of the default recipe: 8 steps, validated and checkpointed every 4.
 SHORT = "+axolotl.max_steps=8 axolotl.eval_steps=4 axolotl.save_steps=4"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
 
 
 def scratch_repo(dest: Path) -> Path:
