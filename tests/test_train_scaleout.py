@@ -12,40 +12,14 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clihelp import OFFLINE_ENV, run_tunebook
 from tunebook import cli, distributed, paths, tracking
 from tunebook.render import RunDir
-
-# Local helpers (not imported from conftest by name: tests/eval/conftest.py shadows the root one
-# when the whole suite runs).
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "DO_NOT_TRACK": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
-               "MLFLOW_DISABLE_TELEMETRY": "true"}
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-def run_tunebook(*args: str, env: dict[str, str] | None = None) -> Result:
-    """The real ``tunebook`` console script in a subprocess (exit codes, no traceback)."""
-    exe = Path(sys.executable).parent / "tunebook"
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **OFFLINE_ENV, **(env or {})})
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
 
 RECIPE = "tiny-lora-triage"
 # The embedded default, cut to a few steps (its base, data, method and task unchanged).
