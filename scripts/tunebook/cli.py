@@ -38,20 +38,15 @@ def add_recipe_args(parser: argparse.ArgumentParser, *, required: bool = False,
     parser.add_argument("--recipe", default=None if required else default, required=required,
                         help=f"recipe name (default: {default})" if default else "recipe name")
     parser.add_argument("--overrides", default="",
-                        help="Hydra overrides, e.g. 'launcher=deepspeed-zero3 axolotl.num_epochs=1'")
+                        help="Hydra overrides, e.g. "
+                             "'launcher=deepspeed-zero3 axolotl.num_epochs=1'")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunebook", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and (name == e.name or name.startswith(e.name + ".")):
-                continue  # a capability not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

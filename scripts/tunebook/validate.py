@@ -70,7 +70,8 @@ def validate_composed(composed: compose.Composed, *, axolotl: bool = True) -> Va
     if axolotl:
         from tunebook import axolotl_schema
 
-        errors += [Finding("error", key, msg) for key, msg in axolotl_schema.unknown_keys(cfg["axolotl"])]
+        unknown = axolotl_schema.unknown_keys(cfg["axolotl"])
+        errors += [Finding("error", key, msg) for key, msg in unknown]
     findings = [] if recipe is None else [f for rule in RULES for f in rule(recipe)]
     errors += [f for f in findings if f.level == "error"]
     where = f"recipe {composed.name}"
@@ -225,7 +226,8 @@ def hardware_supports_kernels(r: schema.Recipe) -> Iterator[Finding]:
                       "packing without FlashAttention-2 lets packed samples attend to each "
                       "other on GPU; set attn_implementation: flash_attention_2")
     if ax.get("bf16") is True and not gpu.bf16:
-        yield Finding("error", "axolotl.bf16", f"{gpu.name} has no bf16; use bf16: false, fp16: true")
+        yield Finding("error", "axolotl.bf16",
+                      f"{gpu.name} has no bf16; use bf16: false, fp16: true")
 
 
 @rule
