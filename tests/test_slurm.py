@@ -45,7 +45,8 @@ def test_sbatch_script_passes_shellcheck(recipe, overrides, nodes, gpus, partiti
     assert "#SBATCH --time=04:00:00\n" in text
     assert ("#SBATCH --partition=" in text) == bool(partition)
     # rendezvous on the first node, this node's rank from Slurm, resume on requeue
-    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1' in text
+    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST")' in text
+    assert 'MASTER_ADDR="${HOSTS[0]}"' in text
     assert '--node-rank "$SLURM_NODEID"' in text
     assert 'RESUME=(--resume last)' in text and "SLURM_RESTART_COUNT" in text
     assert 'TUNEBOOK_RUN_ID="slurm-${SLURM_JOB_ID}"' in text
