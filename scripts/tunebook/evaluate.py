@@ -465,8 +465,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_baseline)
 
     p = sub.add_parser("eval", help="evaluate a run's tuned model on the recipe's suites")
-    add_recipe_args(p)
-    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    add_recipe_args(p, run=True)
     p.set_defaults(func=_cmd_eval)
 
     import importlib

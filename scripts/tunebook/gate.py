@@ -273,8 +273,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from tunebook.cli import add_recipe_args
 
     p = sub.add_parser("gate", help="paired tuned-vs-base ship decision; exit 0 ship, 1 do not")
-    add_recipe_args(p)
-    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    add_recipe_args(p, run=True)
     p.set_defaults(func=_cmd)
 
 

@@ -339,8 +339,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from tunebook.cli import add_recipe_args
 
     p = sub.add_parser("report", help="self-contained HTML + Markdown report of a run")
-    add_recipe_args(p)
-    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    add_recipe_args(p, run=True)
     p.set_defaults(func=_cmd)
 
 

@@ -169,8 +169,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from tunebook.cli import add_recipe_args
 
     p = sub.add_parser("review", help="blind A/B review sheet of a run (CSV, HTML, hidden key)")
-    add_recipe_args(p)
-    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    add_recipe_args(p, run=True)
     p.add_argument("--n", type=int, default=100, help="items to review (default 100)")
     p.set_defaults(func=_cmd_review)
 

@@ -453,8 +453,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("register", help="register RUN's adapter in the MLflow model registry "
                                         "(only if the gate said ship)")
-    add_recipe_args(p, default=None)
-    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    add_recipe_args(p, default=None, run=True)
     p.add_argument("--name", default=None, help="registered model name (default: the recipe)")
     p.set_defaults(func=_cmd_register)
 

@@ -598,6 +598,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_smoke)
 
     p = sub.add_parser("merge", help="merge a run's LoRA adapter into its base; print vLLM command")
-    add_recipe_args(p)
-    p.add_argument("--run", default="last", help="run directory or 'last' (default)")
+    add_recipe_args(p, run=True)
     p.set_defaults(func=_cmd_merge)
