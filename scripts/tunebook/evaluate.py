@@ -218,16 +218,8 @@ def baseline_key(model: dict[str, Any], spec: EvalSpec) -> str:
 @contextlib.contextmanager
 def offline() -> Any:
     """Offline variables for the duration of an evaluation (no Hub, no telemetry)."""
-    old = {k: os.environ.get(k) for k in OFFLINE_ENV}
-    os.environ.update(OFFLINE_ENV)
-    try:
+    with paths.scoped_environ(OFFLINE_ENV):
         yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def load_lm(pretrained: str, adapter: str | None = None,

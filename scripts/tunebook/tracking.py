@@ -178,16 +178,10 @@ def child_env(run_id: str) -> Iterator[None]:
     """``env(run_id)`` in this process (in-process training), restored afterwards.
 
     Also ends an MLflow run left active by a crashed trainer, so the next run starts clean."""
-    saved = {k: os.environ.get(k) for k in env(run_id)}
-    os.environ.update(env(run_id))
     try:
-        yield
+        with paths.scoped_environ(env(run_id)):
+            yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         if "mlflow" in sys.modules:
             import mlflow
 
