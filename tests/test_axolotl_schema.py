@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,49 @@ def test_no_false_positives_on_axolotls_own_examples():
 def test_typos_are_caught_with_the_closest_key(typo, expected):
     (key, message), = axolotl_schema.unknown_keys({typo: 1})
     assert key == f"axolotl.{typo}" and f"'{expected}'" in message
+
+
+def test_key_index_is_cached_under_a_fingerprint_and_rebuilt_when_unusable(tmp_path, monkeypatch):
+    from tunebook import paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    axolotl_schema._key_index.cache_clear()
+    try:
+        fresh = axolotl_schema._read_schema()
+        keys = axolotl_schema.axolotl_keys()
+        (index,) = (tmp_path / "axolotl-keys").glob("*.json")
+        assert index.stem == axolotl_schema.fingerprint()
+        assert keys == frozenset(fresh["config"])
+        assert axolotl_schema.dataset_keys() == frozenset(fresh["datasets"])
+
+        index.write_text('{"config": ["only_this"]', encoding="utf-8")  # torn or hand-edited
+        axolotl_schema._key_index.cache_clear()
+        assert axolotl_schema.axolotl_keys() == keys  # unreadable: read again and rewritten
+        assert json.loads(index.read_text(encoding="utf-8"))["config"] == fresh["config"]
+
+        index.write_text(json.dumps({"config": ["a"], "datasets": ["b"]}), encoding="utf-8")
+        axolotl_schema._key_index.cache_clear()
+        assert axolotl_schema.axolotl_keys() == {"a"}  # a hit is used as is, no import
+    finally:
+        axolotl_schema._key_index.cache_clear()
+
+
+def test_fingerprint_follows_the_installed_schema_files(tmp_path, monkeypatch):
+    import importlib.util
+    import os
+
+    schemas = tmp_path / "axolotl" / "utils" / "schemas"
+    schemas.mkdir(parents=True)
+    (schemas / "config.py").write_text("x = 1\n")
+    spec = importlib.util.spec_from_file_location("axolotl", tmp_path / "axolotl" / "__init__.py",
+                                                  submodule_search_locations=[
+                                                      str(tmp_path / "axolotl")])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    first = axolotl_schema.fingerprint()
+    assert axolotl_schema.fingerprint() == first
+    (schemas / "config.py").write_text("x = 22\n")  # an edited (or upgraded) schema file
+    assert axolotl_schema.fingerprint() != first
+    second = axolotl_schema.fingerprint()
+    os.utime(schemas / "config.py", ns=(1, 1))  # same size, another mtime: a reinstall
+    assert axolotl_schema.fingerprint() != second
+

@@ -2,18 +2,30 @@
 
 Axolotl's pydantic models silently drop unknown keys (``lora_rr: 8`` vanishes), so tunebook
 checks the ``axolotl:`` section against the models' field names and aliases first, then runs
-Axolotl's own ``validate_config``. Importing Axolotl costs ~6 s, so it happens lazily, once.
+Axolotl's own ``validate_config``.
+
+Importing Axolotl costs 4-7 s, which ``tunebook train`` should not pay twice (its training
+process imports Axolotl anyway). So the key sets are cached in ``.cache/axolotl-keys/``, under a
+fingerprint of the installed Axolotl (its version and the size and mtime of every file of its
+``utils/schemas`` package) and of this module: an upgraded, edited or reinstalled Axolotl gets a
+fresh index, a cache hit never imports Axolotl. ``run_validate_config`` always needs the import.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from tunebook import paths
 from tunebook.errors import UserError, did_you_mean
 
 # Keys whose list entries are dataset configs, checked against Axolotl's dataset models.
@@ -71,19 +83,51 @@ def _models_in(annotation: Any) -> set[type]:
     return found
 
 
+def _read_schema() -> dict[str, list[str]]:
+    """Both key sets, read from the imported schema models."""
+    dataset: set[str] = set()
+    for model in _models()["datasets"]:
+        dataset |= _names(model)
+    return {"config": sorted(_names(_models()["config"])), "datasets": sorted(dataset)}
+
+
+def fingerprint() -> str:
+    """Identifies the installed schema without importing Axolotl (a few ms of ``stat``)."""
+    spec = importlib.util.find_spec("axolotl")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("Axolotl is not installed in this environment; run `make setup`")
+    schemas = Path(next(iter(spec.submodule_search_locations))) / "utils" / "schemas"
+    h = hashlib.sha256(importlib.metadata.version("axolotl").encode())
+    h.update(Path(__file__).read_bytes())  # how the keys are read is part of the index
+    for f in sorted(schemas.rglob("*.py")):
+        st = f.stat()
+        h.update(f"{f.relative_to(schemas)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 @functools.cache
+def _key_index() -> dict[str, frozenset[str]]:
+    cache = paths.CACHE / "axolotl-keys" / f"{fingerprint()}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        return {"config": frozenset(data["config"]), "datasets": frozenset(data["datasets"])}
+    data = _read_schema()  # no index yet, or an unreadable one: read the schema and keep it
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
+        tmp.replace(cache)  # atomic: a concurrent reader sees all of it or nothing
+    return {"config": frozenset(data["config"]), "datasets": frozenset(data["datasets"])}
+
+
 def axolotl_keys() -> frozenset[str]:
     """Top-level keys Axolotl's config schema knows: field names and their aliases."""
-    return frozenset(_names(_models()["config"]))
+    return _key_index()["config"]
 
 
-@functools.cache
 def dataset_keys() -> frozenset[str]:
     """Keys of one entry of ``datasets:`` / ``test_datasets:`` (SFT, DPO or KTO shape)."""
-    keys: set[str] = set()
-    for model in _models()["datasets"]:
-        keys |= _names(model)
-    return frozenset(keys)
+    return _key_index()["datasets"]
 
 
 def plugin_keys(plugins: list[str]) -> frozenset[str]:
@@ -126,25 +170,39 @@ def unknown_keys(section: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
-def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
-    """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys."""
+REJECTED = "Axolotl rejects the config: "
+
+
+def rejection(error: Exception) -> str | None:
+    """What ``validate_config`` objected to, one line naming the keys; ``None`` if ``error`` is
+    not a rejection of the config (a bug or an environment problem is not the user's config)."""
     from pydantic import ValidationError
 
+    if isinstance(error, ValidationError):
+        parts = []
+        for err in error.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+            msg = err.get("msg", "").removeprefix("Value error, ")
+            parts.append(f"axolotl.{loc}: {msg}" if loc else msg)
+        return REJECTED + "; ".join(parts)
+    if isinstance(error, ValueError | TypeError):
+        return f"{REJECTED}{error}"
+    return None
+
+
+def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
+    """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys."""
     _models()
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
     try:
         return dict(validate_config(DictDefault(_plain(section))))
-    except ValidationError as e:
-        parts = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
-            msg = err.get("msg", "").removeprefix("Value error, ")
-            parts.append(f"axolotl.{loc}: {msg}" if loc else msg)
-        raise UserError(f"{where}: Axolotl rejects the config: " + "; ".join(parts)) from None
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{where}: Axolotl rejects the config: {e}") from None
+    except Exception as e:
+        message = rejection(e)
+        if message is None:
+            raise
+        raise UserError(f"{where}: {message}") from None
 
 
 def _plain(value: Any) -> Any:

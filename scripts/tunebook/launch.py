@@ -5,7 +5,9 @@
 ``python -m tunebook.launch <axolotl.yaml> --seed N --result <file>``: a child process of
 ``tunebook train`` that seeds torch *before* Axolotl builds the LoRA adapter (Axolotl seeds only
 the Trainer, so the adapter init would differ per process and runs would not reproduce), then
-calls Axolotl's own ``axolotl.cli.train.do_cli``. The child records how training ended in a
+calls Axolotl's own ``axolotl.cli.train.do_cli``. Axolotl's ``validate_config`` runs only here
+(the parent checks every key without importing Axolotl); a config it rejects ends the child with
+exit 2 and the outcome ``invalid``, named key by key. The child records how training ended in a
 small JSON file, because Axolotl exits 0 on Ctrl-C after saving a partial adapter: completion is
 judged from the trainer state (the final step reached, or early stopping), never the exit code.
 
@@ -75,12 +77,25 @@ def child_main(argv: list[str] | None = None) -> int:
         _keep_4bit_weights_trainable_on_cpu()
     torch.manual_seed(args.seed)  # before get_peft_model: the LoRA init must reproduce
 
+    import axolotl.cli.config as axolotl_config
     import axolotl.train as axolotl_train
     from axolotl.cli.train import do_cli
+
+    from tunebook.axolotl_schema import rejection
 
     state: dict[str, Any] = {"outcome": "failed", "interrupted": False, "trainer": None}
     original_handler_setup = axolotl_train.setup_signal_handler
     original_execute = axolotl_train.execute_training
+    original_validate = axolotl_config.validate_config
+
+    def validate_config(*args: Any, **kwargs: Any) -> Any:
+        """Axolotl's own validation, the one check ``tunebook train`` leaves to this process:
+        a rejection is the user's config, reported as such, not a crash."""
+        try:
+            return original_validate(*args, **kwargs)
+        except Exception as e:
+            state["rejected"] = rejection(e)
+            raise
 
     def setup_signal_handler(cfg: Any, model: Any) -> None:
         """Axolotl's SIGINT handler saves the adapter and exits 0; remember that it fired."""
@@ -103,6 +118,7 @@ def child_main(argv: list[str] | None = None) -> int:
 
     axolotl_train.setup_signal_handler = setup_signal_handler
     axolotl_train.execute_training = execute_training
+    axolotl_config.validate_config = validate_config
     kwargs = {"resume_from_checkpoint": args.resume_from} if args.resume_from else {}
     code = 0
     try:
@@ -111,6 +127,10 @@ def child_main(argv: list[str] | None = None) -> int:
         state["interrupted"] = True
         code = 130 if isinstance(e, KeyboardInterrupt) or not e.code else int(e.code)
     except BaseException:
+        if state.get("rejected"):
+            print(f"tunebook: {args.config}: {state['rejected']}", flush=True)
+            _write_result(args.result, state, failed=True)
+            return 2
         _write_result(args.result, state, failed=True)
         raise
     _write_result(args.result, state)
@@ -157,7 +177,9 @@ def _write_result(path: str, state: dict[str, Any], *, failed: bool = False) -> 
     max_steps = getattr(ts, "max_steps", 0) or 0
     finished_loop = bool(state.get("returned")) and not state["interrupted"]
     reason = _stop_reason(trainer, global_step, max_steps) if finished_loop else None
-    if failed:
+    if state.get("rejected"):
+        outcome = "invalid"
+    elif failed:
         outcome = "failed"
     elif state["interrupted"]:
         outcome = "interrupted"
@@ -179,6 +201,7 @@ def _write_result(path: str, state: dict[str, Any], *, failed: bool = False) -> 
         "best_metric": getattr(ts, "best_metric", None),
         "best_model_checkpoint": getattr(ts, "best_model_checkpoint", None),
         "resume_from_checkpoint": state.get("resume_from_checkpoint"),
+        "error": state.get("rejected"),
         "log_history": [{k: v for k, v in entry.items() if _finite(v) or isinstance(v, str)
                          or k in ("loss", "eval_loss")}
                         for entry in (getattr(ts, "log_history", None) or [])],

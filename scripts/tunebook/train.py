@@ -268,6 +268,8 @@ def run_launch(run: Any, config: dict[str, Any], cmd: list[str], *, echo: bool =
     outcome = result.get("outcome")
     if outcome == "completed" and code == 0 and not interrupted:
         status = "completed"
+    elif outcome == "invalid":  # Axolotl's validate_config refused it: nothing was trained
+        status = "invalid"
     elif interrupted or outcome == "interrupted" or code < 0 or code in (130, 137, 143):
         status = "interrupted"
     else:
@@ -276,7 +278,7 @@ def run_launch(run: Any, config: dict[str, Any], cmd: list[str], *, echo: bool =
     weights = final_weights(run.output_dir)
     fields: dict[str, Any] = {
         "status": status, "ended": _iso(ended), "wall_s": round(ended - started, 1),
-        "exit_code": code, "metrics": metrics,
+        "exit_code": code, "metrics": metrics, "error": result.get("error"),
         "adapter": str(run.output_dir) if status == "completed" and weights else None,
         "last_checkpoint": str(c) if (c := last_complete_checkpoint(run.output_dir)) else None,
     }
@@ -325,7 +327,7 @@ def data_gate(config: dict[str, Any], name: str) -> Any:
     from tunebook import twins
     from tunebook.data import gate
 
-    return gate.check_recipe(config, twins.tokenizer_for(config), name=name)
+    return gate.check_recipe(config, twins.tokenizer_for(config, full=False), name=name)
 
 
 def start_run(name: str, overrides: str | list[str], *, force: bool = False,
@@ -345,11 +347,17 @@ def start_run(name: str, overrides: str | list[str], *, force: bool = False,
     topo_args = topology or {}
     items += [f"launcher.{k}={topo_args[k]}" for k in ("nnodes", "gpus_per_node")
               if topo_args.get(k) is not None]  # the resolved recipe records the real topology
-    validated = validate_recipe(name, items)
+    # Axolotl's own validate_config runs in the training process, which imports Axolotl anyway
+    # (launch.child_main); the parent checks everything else without that 4-7 s import.
+    validated = validate_recipe(name, items, deep=False)
     for w in validated.warnings:
         print(f"warning: {w.render(validated.composed.sources)}", file=sys.stderr)
     config = validated.config
     topo = distributed.topology(config, **topo_args)
+    if dry_run or topo.distributed:  # nothing of ours runs validate_config before torchrun
+        from tunebook.axolotl_schema import run_validate_config
+
+        run_validate_config(config["axolotl"], f"recipe {name}")
     if topo.distributed and not dry_run:
         distributed.preflight(config)
     track = not (dry_run or smoke) and topo.node_rank == 0  # node 0 owns the MLflow run
@@ -411,8 +419,10 @@ def resume_run(recipe: str | None, which: str, *, echo: bool = True,
         which = str(paths.RUNS / recipe / run_id)
     run = resolve_run(recipe, which)
     manifest = run.manifest()
-    if manifest.get("status") == "completed":
-        raise UserError(f"RESUME={which}: {paths.rel(run.path)} already completed; start a new "
+    if manifest.get("status") in ("completed", "invalid"):
+        done = "already completed" if manifest["status"] == "completed" else (
+            "was rejected by Axolotl's validate_config and never trained")
+        raise UserError(f"RESUME={which}: {paths.rel(run.path)} {done}; start a new "
                         "run with `make train` (without RESUME)")
     config = yaml.safe_load((run.path / "resolved.yaml").read_text(encoding="utf-8"))
     ax = yaml.safe_load(run.axolotl_yaml.read_text(encoding="utf-8"))
@@ -434,8 +444,12 @@ def resume_run(recipe: str | None, which: str, *, echo: bool = True,
 
 
 def finish(run: Any, manifest: dict[str, Any]) -> int:
-    print_summary(run, manifest)
     status = manifest.get("status")
+    if status == "invalid":
+        raise UserError(f"recipe {run.recipe}: {manifest.get('error')}; fix the recipe or "
+                        f"OVERRIDES (`make validate` checks without training); the attempt is "
+                        f"recorded in {paths.rel(run.path)}/")
+    print_summary(run, manifest)
     if status == "completed":
         return 0
     if status == "interrupted":

@@ -461,18 +461,27 @@ def ensure_base(config: dict[str, Any]) -> str:
         if p.name == twin_path(family).name:
             return str(twin_dir(family))
     if p.absolute() == tiny_base_link().absolute() or p.name.startswith(TINY_BASE_NAME):
-        tiny_base_dir()
-        return str(tiny_base_link())
+        return str(tiny_base_dir())  # the directory itself, as render records any base
     return base
 
 
-def tokenizer_for(config: dict[str, Any]) -> Any:
+def tokenizer_for(config: dict[str, Any], *, full: bool = True) -> Any:
     """The recipe's real tokenizer when ``axolotl.base_model`` is in the local HF cache (never
-    downloaded), else its twin's (or the tiny base's, which is the real one of the default)."""
+    downloaded), else its twin's (or the tiny base's, which is the real one of the default).
+
+    ``full=False`` gives the data gate's torch-free ``ChatTokenizer`` of the same files (chat
+    template and token counts only), which loads in well under a second."""
+    from tunebook.data import chat_tokenizer
+
     base = ensure_base(config)
     if Path(base).is_dir():
-        return load_tokenizer(base)
+        return load_tokenizer(base) if full else chat_tokenizer.load(base)
+    if not full and (snapshot := chat_tokenizer.cached_hub_dir(base)) is not None:
+        return chat_tokenizer.load(snapshot, name_or_path=base)
     try:
-        return load_tokenizer(base)
+        if full:
+            return load_tokenizer(base)
     except (OSError, ValueError):
-        return load_tokenizer(twin_dir(config["meta"]["model"]["family"]))
+        pass
+    twin = twin_dir(config["meta"]["model"]["family"])
+    return load_tokenizer(twin) if full else chat_tokenizer.load(twin)

@@ -3,7 +3,9 @@
 1. Our sections (``meta``, ``data``, ``eval``, ``launcher``) against ``tunebook.schema``:
    unknown keys fail with a did-you-mean.
 2. ``axolotl:`` against Axolotl 0.19.0's own schema (field names and aliases read from the
-   installed package), then Axolotl's own ``validate_config``.
+   installed package, cached per installed version), then Axolotl's own ``validate_config``.
+   ``deep=False`` leaves out ``validate_config``, the one part that must import Axolotl:
+   ``tunebook train`` runs it in the training process, which imports Axolotl anyway.
 3. Cross-field rules that neither schema can see (``RULES`` below), each an error or a warning.
 
 Every problem names the key and, where known, the file that set it.
@@ -55,13 +57,16 @@ def effective_config(recipe: schema.Recipe) -> dict[str, Any]:
 
 
 def validate_recipe(name: str, overrides: str | list[str] | None = None, *,
-                    axolotl: bool = True) -> Validated:
-    """Compose ``name`` with ``overrides`` and run every check; raise ``UserError`` on errors."""
+                    axolotl: bool = True, deep: bool = True) -> Validated:
+    """Compose ``name`` with ``overrides`` and run every check; raise ``UserError`` on errors.
+
+    ``axolotl=False`` skips layer 2; ``deep=False`` skips only Axolotl's ``validate_config``."""
     composed = compose.compose_recipe(name, overrides, with_sources=True)
-    return validate_composed(composed, axolotl=axolotl)
+    return validate_composed(composed, axolotl=axolotl, deep=deep)
 
 
-def validate_composed(composed: compose.Composed, *, axolotl: bool = True) -> Validated:
+def validate_composed(composed: compose.Composed, *, axolotl: bool = True,
+                      deep: bool = True) -> Validated:
     cfg = composed.config
     errors: list[Finding] = list(_section_errors(cfg))
     recipe = None
@@ -80,7 +85,7 @@ def validate_composed(composed: compose.Composed, *, axolotl: bool = True) -> Va
         raise UserError(f"{where}: {len(errors)} problem(s):\n  " + "\n  ".join(lines)
                         if len(lines) > 1 else f"{where}: {lines[0]}")
     assert recipe is not None
-    if axolotl:
+    if axolotl and deep:
         from tunebook import axolotl_schema
 
         axolotl_schema.run_validate_config(cfg["axolotl"], where)

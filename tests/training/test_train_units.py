@@ -4,7 +4,9 @@ the launch command, ``--dry-run`` and redaction (tier 1)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -146,3 +148,43 @@ def test_child_goes_offline_for_local_bases_only_and_finds_the_venv(monkeypatch,
     assert "HF_HUB_OFFLINE" not in hub
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(key, raising=False)
+
+
+def test_the_work_before_the_launch_imports_neither_torch_nor_axolotl(tmp_path):
+    """``make train`` pays the torch and Axolotl imports once, in the training process: its
+    own checks (every key, the cross-field rules, the data gate with token lengths) and the
+    rendering run without them, and a typo is still caught before anything is launched."""
+    from tunebook import axolotl_schema, twins
+
+    root = scratch_repo(tmp_path / "repo")
+    twins.tiny_base_dir()  # built once in the shared cache (that build does import torch)
+    axolotl_schema.axolotl_keys()  # the key index exists, as after any earlier validation
+    code = (
+        "import json, sys\n"
+        "from tunebook import render, train, twins\n"
+        "from tunebook.errors import UserError\n"
+        "from tunebook.validate import validate_recipe\n"
+        f"v = validate_recipe({RECIPE!r}, deep=False)\n"
+        "config = v.config\n"
+        "config['axolotl']['base_model'] = twins.ensure_base(config)\n"
+        f"report = train.data_gate(config, {RECIPE!r})\n"
+        "extra = {'dataset_prepared_path': str(train.prepared_path(config['axolotl']))}\n"
+        "render.render(v, axolotl_extra=extra, run_id='no-imports')\n"
+        "try:\n"
+        f"    validate_recipe({RECIPE!r}, '+axolotl.lora_rr=8', deep=False)\n"
+        "    caught = ''\n"
+        "except UserError as e:\n"
+        "    caught = str(e)\n"
+        "print(json.dumps({'caught': caught, 'passed': report.passed,\n"
+        "                  'tokenizer': report.tokenizer, 'tokens': report.files[0].tokens,\n"
+        "                  'imported': sorted(m for m in sys.modules\n"
+        "                                     if m.split('.')[0] in ('axolotl', 'torch'))}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TUNEBOOK_ROOT": str(root)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["imported"] == []
+    assert out["passed"] and "tiny-llama" in out["tokenizer"] and out["tokens"]["max"] > 10
+    assert "axolotl.lora_rr" in out["caught"] and "'lora_r'" in out["caught"]
+    assert (root / "runs" / RECIPE / "no-imports" / "axolotl.yaml").is_file()

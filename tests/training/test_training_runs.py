@@ -3,8 +3,8 @@
 Every test trains the embedded default (``tiny-lora-triage``) in a scratch repository: the
 default run learns, two runs give the same adapter bytes, the manifest holds no secrets, an
 edited dataset is re-tokenized, a killed run resumes from its last complete checkpoint, Ctrl-C
-is recorded as interrupted, a crash is recorded as failed, and a merged model equals base +
-adapter.
+is recorded as interrupted, a crash is recorded as failed, a config Axolotl rejects is a clear
+error, and a merged model equals base + adapter.
 """
 
 from __future__ import annotations
@@ -227,6 +227,23 @@ def test_a_crash_inside_axolotl_is_recorded_as_failed(repo):
     assert "training failed" in r.err and f"runs/{RECIPE}/{run.name}" in r.err
     assert "No modules were targeted" in r.err  # the log tail names the cause
     assert "Traceback" not in r.err.split("last lines of")[0]
+
+
+def test_a_config_axolotl_rejects_is_a_clear_error_not_a_crash(repo):
+    """``train`` leaves Axolotl's validate_config to the training process (which imports Axolotl
+    anyway); a rejection there is still exit 2 with the key named, and is never resumable."""
+    before = runs_of(repo)
+    r = tb(repo, "train", "--overrides", "+axolotl.warmup_steps=10")  # beside warmup_ratio
+    assert r.code == 2, r.text
+    assert f"recipe {RECIPE}: Axolotl rejects the config" in r.err and "warmup" in r.err
+    assert "Traceback" not in r.text
+    run = _new_run(repo, before)
+    m = manifest(run)
+    assert m["status"] == "invalid" and m["adapter"] is None
+    assert not m["metrics"].get("steps")  # nothing trained
+    assert not (run / "output" / "adapter_model.safetensors").exists()
+    r = tb(repo, "train", "--resume", str(run))
+    assert r.code == 2 and "never trained" in r.err, r.text
 
 
 def test_a_failing_data_gate_refuses_unless_forced_and_force_is_recorded(tmp_path):

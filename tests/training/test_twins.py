@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -111,3 +112,23 @@ def test_the_default_recipe_base_is_the_pretrained_tiny_llama():
     tok = twins.tokenizer_for(config)
     assert "<|start_header_id|>" in tok.apply_chat_template(
         [{"role": "user", "content": "hi"}], tokenize=False)
+
+
+@pytest.mark.parametrize("family", [*sorted(EXPECTED), "tiny-base"])
+def test_the_gates_tokenizer_renders_and_counts_like_autotokenizer(family):
+    """The data gate counts with ``ChatTokenizer`` (no torch import); on every shipped row and
+    every twin its texts and token counts are AutoTokenizer's, with and without specials."""
+    from tunebook.data import chat_tokenizer, formats, gate
+    from tunebook.paths import DATA_TEMPLATES
+
+    directory = twins.tiny_base_dir() if family == "tiny-base" else twins.twin_dir(family)
+    light, full = chat_tokenizer.load(directory), twins.load_tokenizer(directory)
+    assert isinstance(light, chat_tokenizer.ChatTokenizer)
+    assert light.chat_template == full.chat_template
+    rows = [json.loads(line) for f in sorted(DATA_TEMPLATES.glob("datasets/*/val.jsonl"))
+            for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    conversations = [formats.messages(r) for r in rows]
+    texts, merged = gate.render_texts(light, conversations)
+    assert (texts, merged) == gate.render_texts(full, conversations) and len(texts) > 200
+    for specials in (False, True):
+        assert gate._count(light, texts, specials) == gate._count(full, texts, specials)

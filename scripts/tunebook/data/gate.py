@@ -742,7 +742,7 @@ def _load_tokenizer(config: dict) -> Any:
         from tunebook.twins import tokenizer_for
     except ImportError as e:
         raise UserError(f"token lengths need tunebook.twins ({e}); pass a tokenizer") from None
-    return tokenizer_for(config)
+    return tokenizer_for(config, full=False)
 
 
 def check_recipe(config: dict, tokenizer: Any = None, *, name: str | None = None) -> Report:
