@@ -343,10 +343,8 @@ def start_run(name: str, overrides: str | list[str], *, force: bool = False,
     from tunebook import distributed, tracking  # (scale-out) topology, shared run id, MLflow
     from tunebook.compose import parse_overrides
 
-    items = parse_overrides(overrides)
+    items = _with_topology(parse_overrides(overrides), topology)
     topo_args = topology or {}
-    items += [f"launcher.{k}={topo_args[k]}" for k in ("nnodes", "gpus_per_node")
-              if topo_args.get(k) is not None]  # the resolved recipe records the real topology
     # Axolotl's own validate_config runs in the training process, which imports Axolotl anyway
     # (launch.child_main); the parent checks everything else without that 4-7 s import.
     validated = validate_recipe(name, items, deep=False)
@@ -399,6 +397,30 @@ def start_run(name: str, overrides: str | list[str], *, force: bool = False,
     return run, run_launch(run, config, cmd, echo=echo)
 
 
+def _with_topology(items: list[str], topology: dict[str, Any] | None) -> list[str]:
+    """``items`` plus the topology options as overrides: the resolved recipe records the real
+    topology."""
+    topo = topology or {}
+    return [*items, *(f"launcher.{k}={topo[k]}" for k in ("nnodes", "gpus_per_node")
+                      if topo.get(k) is not None)]
+
+
+def _check_same_overrides(run: Any, overrides: str | list[str],
+                          topology: dict[str, Any] | None) -> None:
+    """A resumed run keeps the configuration it was rendered with: OVERRIDES may repeat the
+    run's own (a requeued Slurm job passes them again) but never change them silently."""
+    from tunebook.compose import parse_overrides
+    from tunebook.render import redact
+
+    given = redact(_with_topology(parse_overrides(overrides), topology))
+    recorded = run.manifest().get("overrides") or []
+    if given != recorded:
+        raise UserError(f"RESUME with OVERRIDES: {paths.rel(run.path)} was rendered with "
+                        f"{' '.join(recorded) or 'no overrides'!r}, not {' '.join(given)!r}; a "
+                        "resumed run keeps its resolved.yaml: drop OVERRIDES (or repeat the "
+                        "run's own), or start a new run without RESUME")
+
+
 def _run_id(smoke: bool) -> str:
     from tunebook.render import new_run_id
 
@@ -406,7 +428,8 @@ def _run_id(smoke: bool) -> str:
 
 
 def resume_run(recipe: str | None, which: str, *, echo: bool = True,
-               topology: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+               topology: dict[str, Any] | None = None,
+               overrides: str | list[str] = "") -> tuple[Any, dict[str, Any]]:
     from tunebook import twins
     from tunebook.launch import launch_command
     from tunebook.render import resolve_run
@@ -424,6 +447,8 @@ def resume_run(recipe: str | None, which: str, *, echo: bool = True,
             "was rejected by Axolotl's validate_config and never trained")
         raise UserError(f"RESUME={which}: {paths.rel(run.path)} {done}; start a new "
                         "run with `make train` (without RESUME)")
+    if overrides:
+        _check_same_overrides(run, overrides, topology)
     config = yaml.safe_load((run.path / "resolved.yaml").read_text(encoding="utf-8"))
     ax = yaml.safe_load(run.axolotl_yaml.read_text(encoding="utf-8"))
     twins.ensure_base({"axolotl": ax, "meta": config.get("meta", {})})
@@ -466,7 +491,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.dry_run:
             raise UserError("--resume with --dry-run: nothing to print; drop one of them")
-        run, manifest = resume_run(args.recipe, args.resume, topology=_topology(args))
+        if args.force:
+            raise UserError(f"RESUME={args.resume} with FORCE=1 (--force): the data gate ran "
+                            "when the run started; drop FORCE, or start a new run without RESUME")
+        run, manifest = resume_run(args.recipe, args.resume, topology=_topology(args),
+                                   overrides=args.overrides)
     else:
         run, manifest = start_run(args.recipe, args.overrides, force=args.force,
                                   dry_run=args.dry_run, topology=_topology(args))

@@ -89,6 +89,18 @@ def test_resume_of_a_completed_run_is_refused(tmp_path):
     assert r.code == 2 and "already completed" in r.err and "Traceback" not in r.text
 
 
+def test_resume_refuses_overrides_that_would_change_the_run_and_force(tmp_path):
+    root = scratch_repo(tmp_path / "repo")
+    run = root / "runs" / RECIPE / "20260101-000000-abcd"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps(
+        {"status": "interrupted", "overrides": ["axolotl.lora_r=8"]}), encoding="utf-8")
+    r = tb(root, "train", "--resume", "last", "--overrides", "axolotl.lora_r=4")
+    assert r.code == 2 and "'axolotl.lora_r=8'" in r.err and "'axolotl.lora_r=4'" in r.err
+    r = tb(root, "train", "--resume", "last", "--force")
+    assert r.code == 2 and "FORCE" in r.err and "Traceback" not in r.text
+
+
 def test_dry_run_prints_the_command_and_keeps_secrets_out_of_the_manifest(tmp_path):
     root = scratch_repo(tmp_path / "repo")
     secret_env = "hf_fakeEnvToken0123456789"

@@ -191,7 +191,7 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(repo):
     half = out / "checkpoint-9999"  # a half-written newest checkpoint: no trainer_state.json
     half.mkdir()
     (half / "adapter_model.safetensors").write_bytes(b"partial")
-    r = tb(repo, "train", "--resume", "last")
+    r = tb(repo, "train", "--resume", "last", "--overrides", overrides)  # as Slurm requeues
     assert r.code == 0, r.text
     assert "skipping incomplete checkpoint" in r.out
     m = manifest(run)
