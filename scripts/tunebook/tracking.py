@@ -67,7 +67,8 @@ def _client() -> Any:
         os.environ.setdefault(key, value)
     import logging
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations on first use
+    for name in ("alembic", "mlflow.store.db.utils"):  # schema creation on first use
+        logging.getLogger(name).setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri())

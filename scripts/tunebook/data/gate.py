@@ -709,7 +709,8 @@ def _leaks(works: list[_FileWork], threshold: float) -> tuple[list[dict], list[P
 
 
 def _tokenizer_name(tokenizer: Any) -> str:
-    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    return paths.rel(name) if Path(name).is_absolute() else name  # a local twin: repo-relative
 
 
 def check_files(files: Iterable[tuple[str, Path]], config: dict | None = None, *,
