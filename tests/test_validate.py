@@ -86,6 +86,30 @@ def test_learning_rate_outside_range_warns_with_the_range():
     assert _warnings(QLORA, "") == []
 
 
+def test_a_warning_answered_by_a_why_comment_is_kept_quiet(scratch_root):
+    """The embedded default's learning rate is out of LoRA's range on purpose and says why:
+    ``validate`` notes it, ``train`` stays quiet. The same value from the command line, or the
+    line without its comment, still warns."""
+    result = validate_recipe("tiny-lora-triage", "", axolotl=False)
+    assert result.warnings == []
+    assert [w.key for w in result.acknowledged] == ["axolotl.learning_rate"]
+    assert _warnings("tiny-lora-triage", "axolotl.learning_rate=0.004")
+
+    def validate(*extra: str) -> str:
+        r = run_tunebook("validate", "--recipe", "tiny-lora-triage", *extra, root=scratch_root)
+        assert r.code == 0, r.text
+        return r.err
+
+    err = validate()
+    assert "note: recipes/tiny-lora-triage.yaml: axolotl.learning_rate" in err
+    assert "warning:" not in err
+    recipe = scratch_root / "recipes" / "tiny-lora-triage.yaml"
+    text = recipe.read_text(encoding="utf-8")
+    recipe.write_text(text.replace("3.0e-3             # why:", "3.0e-3             #"),
+                      encoding="utf-8")
+    assert "warning: recipes/tiny-lora-triage.yaml: axolotl.learning_rate" in validate()
+
+
 def test_dpo_needs_preference_data():
     msg = _error("mistral7b-dpo-support", "task=support")
     assert "data.format" in msg and "preference" in msg

@@ -152,6 +152,7 @@ def build_manifest(validated: Validated, run: RunDir) -> dict[str, Any]:
         "packages": package_versions(),
         "hardware": hardware(),
         "warnings": [w.render(composed.sources) for w in validated.warnings],
+        "acknowledged_warnings": [w.render(composed.sources) for w in validated.acknowledged],
     })
 
 

@@ -14,15 +14,16 @@ Every problem names the key and, where known, the file that set it.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tunebook import compose, gpus, schema
+from tunebook import compose, gpus, paths, schema
 from tunebook.errors import UserError, did_you_mean
 
 
@@ -43,6 +44,9 @@ class Validated:
     composed: compose.Composed
     recipe: schema.Recipe
     warnings: list[Finding]
+    # Warnings about a value whose line in its recipe or group file carries a ``# why:`` comment:
+    # read and answered, so ``train`` stays quiet about them; ``validate`` still lists them.
+    acknowledged: list[Finding] = field(default_factory=list)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -89,7 +93,20 @@ def validate_composed(composed: compose.Composed, *, axolotl: bool = True,
         from tunebook import axolotl_schema
 
         axolotl_schema.run_validate_config(cfg["axolotl"], where)
-    return Validated(composed, recipe, [f for f in findings if f.level == "warning"])
+    warnings = [f for f in findings if f.level == "warning"]
+    answered = [w for w in warnings if _has_why(w.key, composed.sources)]
+    return Validated(composed, recipe, [w for w in warnings if w not in answered], answered)
+
+
+def _has_why(key: str, sources: dict[str, str]) -> bool:
+    """Whether the line that sets ``key`` in its file carries a ``# why:`` comment (an override
+    on the command line never does). The line is found by the key's last name."""
+    source = sources.get(key, "")
+    path = paths.ROOT / source
+    if not source.endswith(".yaml") or not path.is_file():
+        return False
+    line = re.compile(rf"^\s*{re.escape(key.rsplit('.', 1)[-1])}\s*:.*#\s*why:")
+    return any(line.match(text) for text in path.read_text(encoding="utf-8").splitlines())
 
 
 # -- layer 1: our sections ---------------------------------------------------------------------
@@ -413,6 +430,9 @@ def _cmd(args: argparse.Namespace) -> int:
         result = validate_recipe(name, args.overrides)
         for w in result.warnings:
             print(f"warning: {w.render(result.composed.sources)}", file=sys.stderr)
+        for w in result.acknowledged:
+            print(f"note: {w.render(result.composed.sources)} (kept: its line says why)",
+                  file=sys.stderr)
         print(f"ok  {name}")
     print(f"{len(names)} recipe(s) valid in {time.perf_counter() - t0:.1f} s")
     return 0
