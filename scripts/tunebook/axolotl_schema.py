@@ -108,16 +108,18 @@ def fingerprint() -> str:
 @functools.cache
 def _key_index() -> dict[str, frozenset[str]]:
     cache = paths.CACHE / "axolotl-keys" / f"{fingerprint()}.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+    try:
         data = json.loads(cache.read_text(encoding="utf-8"))
-        return {"config": frozenset(data["config"]), "datasets": frozenset(data["datasets"])}
-    data = _read_schema()  # no index yet, or an unreadable one: read the schema and keep it
+        return {key: frozenset(data[key]) for key in ("config", "datasets")}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no index yet, or an unreadable one: read the schema and keep it
+    data = _read_schema()
     with contextlib.suppress(OSError):
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
         tmp.replace(cache)  # atomic: a concurrent reader sees all of it or nothing
-    return {"config": frozenset(data["config"]), "datasets": frozenset(data["datasets"])}
+    return {key: frozenset(values) for key, values in data.items()}
 
 
 def axolotl_keys() -> frozenset[str]:

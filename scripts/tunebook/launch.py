@@ -127,12 +127,11 @@ def child_main(argv: list[str] | None = None) -> int:
         state["interrupted"] = True
         code = 130 if isinstance(e, KeyboardInterrupt) or not e.code else int(e.code)
     except BaseException:
-        if state.get("rejected"):
-            print(f"tunebook: {args.config}: {state['rejected']}", flush=True)
-            _write_result(args.result, state, failed=True)
-            return 2
         _write_result(args.result, state, failed=True)
-        raise
+        if not state.get("rejected"):
+            raise
+        print(f"tunebook: {args.config}: {state['rejected']}", flush=True)
+        return 2
     _write_result(args.result, state)
     return code
 

@@ -473,15 +473,13 @@ def tokenizer_for(config: dict[str, Any], *, full: bool = True) -> Any:
     template and token counts only), which loads in well under a second."""
     from tunebook.data import chat_tokenizer
 
+    load = load_tokenizer if full else chat_tokenizer.load
     base = ensure_base(config)
     if Path(base).is_dir():
-        return load_tokenizer(base) if full else chat_tokenizer.load(base)
-    if not full and (snapshot := chat_tokenizer.cached_hub_dir(base)) is not None:
-        return chat_tokenizer.load(snapshot, name_or_path=base)
-    try:
-        if full:
+        return load(base)
+    if full:
+        with contextlib.suppress(OSError, ValueError):  # not in the local HF cache
             return load_tokenizer(base)
-    except (OSError, ValueError):
-        pass
-    twin = twin_dir(config["meta"]["model"]["family"])
-    return load_tokenizer(twin) if full else chat_tokenizer.load(twin)
+    elif (snapshot := chat_tokenizer.cached_hub_dir(base)) is not None:
+        return chat_tokenizer.load(snapshot, name_or_path=base)
+    return load(twin_dir(config["meta"]["model"]["family"]))

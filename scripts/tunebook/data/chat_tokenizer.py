@@ -1,4 +1,4 @@
-"""The tokenizer the data gate and the planner count with, loaded without torch.
+"""The tokenizer the data gate counts with, loaded without torch.
 
 Counting tokens needs two things: the chat template rendered as the model sees it, and the
 Rust tokenizer. ``AutoTokenizer`` gives both but imports transformers' model stack and torch,

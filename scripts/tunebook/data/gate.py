@@ -388,18 +388,10 @@ def _count(tokenizer: Any, texts: list[str], add_special: bool) -> list[int]:
     """Token counts, through the Rust tokenizer's batch call when there is one."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "encode_batch_fast"):
-        import os
-
-        saved = os.environ.get("TOKENIZERS_PARALLELISM")
-        os.environ["TOKENIZERS_PARALLELISM"] = "true"  # no fork follows inside the gate
-        try:
+        # no fork follows inside the gate, so the Rust tokenizer may use every core
+        with paths.scoped_environ({"TOKENIZERS_PARALLELISM": "true"}):
             return [len(e.ids) for e in backend.encode_batch_fast(
                 texts, add_special_tokens=add_special)]
-        finally:
-            if saved is None:
-                os.environ.pop("TOKENIZERS_PARALLELISM", None)
-            else:
-                os.environ["TOKENIZERS_PARALLELISM"] = saved
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
 
 
