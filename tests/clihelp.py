@@ -9,18 +9,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunebook import env
+
 ROOT = Path(__file__).resolve().parents[1]
 TUNEBOOK = Path(sys.executable).parent / "tunebook"
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "DO_NOT_TRACK": "1",
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "WANDB_MODE": "disabled",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-}
+OFFLINE_ENV = env.OFFLINE  # what every tunebook process sets for itself, set for the tests too
 
 
 @dataclass

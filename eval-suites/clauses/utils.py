@@ -1,8 +1,9 @@
-"""Scoring of the clauses suite: JSON validity, schema adherence, field F1 (tunebook.scoring)."""
+"""Scoring of the clauses suite: JSON validity, schema adherence, field F1 (tunebook.evaluation.scoring)."""
 
 import json
 
-from tunebook import paths, scoring
+from tunebook import paths
+from tunebook.evaluation import scoring
 
 SCHEMA = paths.DATA_TEMPLATES / "datasets" / "clauses" / "answer.schema.json"
 KEYS = ("governing_law", "term_months", "notice_period_days", "liability_cap", "auto_renewal")

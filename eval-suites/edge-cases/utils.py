@@ -1,6 +1,6 @@
-"""Scoring of the edge-cases suite: every check of the item must pass (tunebook.scoring)."""
+"""Scoring of the edge-cases suite: every check of the item must pass (tunebook.evaluation.scoring)."""
 
-from tunebook import scoring
+from tunebook.evaluation import scoring
 
 
 def process_results(doc, results):

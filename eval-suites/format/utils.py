@@ -1,6 +1,6 @@
-"""Scoring of the format suite: does the reply follow the requested format (tunebook.scoring)."""
+"""Scoring of the format suite: does the reply follow the requested format (tunebook.evaluation.scoring)."""
 
-from tunebook import scoring
+from tunebook.evaluation import scoring
 
 
 def process_results(doc, results):

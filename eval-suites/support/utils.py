@@ -1,6 +1,6 @@
-"""Scoring of the support suite: ROUGE-L, BLEU pairs and rubric checks (tunebook.scoring)."""
+"""Scoring of the support suite: ROUGE-L, BLEU pairs and rubric checks (tunebook.evaluation.scoring)."""
 
-from tunebook import scoring
+from tunebook.evaluation import scoring
 
 doc_to_text = scoring.chat_prompt
 doc_to_target = scoring.chat_reference

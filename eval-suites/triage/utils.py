@@ -1,6 +1,6 @@
-"""Scoring of the triage suite: the first urgency label named in the reply (tunebook.scoring)."""
+"""Scoring of the triage suite: the first urgency label named in the reply (tunebook.evaluation.scoring)."""
 
-from tunebook import scoring
+from tunebook.evaluation import scoring
 
 LABELS = ("low", "medium", "high", "critical")
 doc_to_text = scoring.chat_prompt

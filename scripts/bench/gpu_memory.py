@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import resource
 import sys
 import tempfile
@@ -31,13 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"
-               }.items():
-    os.environ.setdefault(_k, _v)
+from tunebook import env
+from tunebook.compose import compose_recipe
+from tunebook.plan import estimate as plan
 
-from tunebook import plan  # noqa: E402
-from tunebook.compose import compose_recipe  # noqa: E402
+env.quiet_environment()
 
 GIB = 2**30
 MODEL_TYPES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "gemma2": "gemma2",
@@ -305,7 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     config = compose_recipe(args.recipe, args.overrides).config
-    config["_recipe"] = args.recipe
     config = scaled_config(config, args.scale)
     gpu_id = args.gpu or config["meta"]["gpu"]
     seq_lens = ([int(x) for x in args.sequence_len.split(",")] if args.sequence_len
@@ -318,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         c["axolotl"]["sequence_len"] = meas["sequence_len"]
         if meas["attn"] != c["axolotl"].get("attn_implementation"):
             c["axolotl"]["attn_implementation"] = meas["attn"]
-        estimate = plan.estimate(c, gpu_id, suggest=False)
+        estimate = plan.estimate(c, gpu_id, suggest=False, recipe=args.recipe)
         s = plan.settings_from(c, plan.gpus.get(gpu_id))
         arch = plan.Arch.from_config(c)
         f, _ = plan.flops_per_token(arch, s)

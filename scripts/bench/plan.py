@@ -1,7 +1,8 @@
 """``make bench-plan``: the planner's estimates beside published GPU-memory reference points.
 
 Reads ``scripts/bench/calibration.yaml``, builds a recipe-shaped config for each point, runs
-``tunebook.plan.estimate`` and prints estimate vs reference with the error. Target: within 15%
+``tunebook.plan.estimate.estimate`` and prints estimate vs reference with the error.
+Target: within 15%
 on every in-target point (an ``upper_bound`` point passes when the estimate does not exceed it).
 Points the planner does not model are printed with the reason. ``--strict`` exits 1 on a miss.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tunebook import plan
+from tunebook.plan import estimate as plan
 
 CALIBRATION = Path(__file__).with_name("calibration.yaml")
 TARGET = 0.15
@@ -48,7 +49,7 @@ def config_of(point: dict[str, Any]) -> dict[str, Any]:
     launcher = dict(point.get("launcher") or {"kind": "single"})
     n = int(launcher.pop("gpus", 1))
     launcher["gpus_per_node"] = n
-    return {"_recipe": point["id"], "meta": {"model": model, "method": {"kind": point["method"]}},
+    return {"meta": {"model": model, "method": {"kind": point["method"]}},
             "axolotl": ax, "launcher": launcher, "data": {}}
 
 
@@ -56,7 +57,7 @@ def evaluate(point: dict[str, Any]) -> Result:
     config = config_of(point)
     gpus = int(config["launcher"]["gpus_per_node"])
     p = plan.estimate(config, GPU_FOR_ARITHMETIC, gpus, framework=point.get("framework"),
-                      suggest=False)
+                      suggest=False, recipe=point["id"])
     metric = point["metric"]
     overhead = next(t.gb for t in p.terms if t.name.startswith("CUDA context"))
     if metric == "model_states":

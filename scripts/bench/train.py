@@ -67,11 +67,11 @@ def main() -> int:
     for key in ("RECIPE", "OVERRIDES", "RESUME", "FORCE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(key, None)  # the benchmark's own make invocation must not leak into (b)
 
-    from tunebook import paths, train
-    from tunebook.distributed import RUN_ID_ENV  # names a run directory
+    from tunebook import paths
+    from tunebook.env import OFFLINE
+    from tunebook.training.distributed import RUN_ID_ENV  # names a run directory
 
-    env.update(train.QUIET_ENV)
-    env.update(train.OFFLINE_ENV)  # the recipe's base is local (a twin or the tiny base)
+    env.update(OFFLINE)  # the recipe's base is local (a twin or the tiny base)
     from tunebook import twins
     from tunebook.validate import validate_recipe
 

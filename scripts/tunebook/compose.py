@@ -24,10 +24,11 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tunebook import paths, schema
+from tunebook import families, paths, schema
 from tunebook.errors import UserError, did_you_mean
 
 SECTIONS = ("meta", "axolotl", "data", "eval", "launcher")
+DEFAULT_RECIPE = "tiny-lora-triage"  # the embedded CPU default: `make train` with no RECIPE
 
 
 def _twin_path(family: str) -> str:
@@ -38,8 +39,9 @@ def _twin_path(family: str) -> str:
 
 
 def _cpu_attention(family: str) -> str:
-    """``${cpu_attention:<family>}``: eager for Gemma 2 (sdpa drops its soft-capping), else sdpa."""
-    return "eager" if str(family) == "gemma2" else "sdpa"
+    """``${cpu_attention:<family>}``: the attention a CPU computes the family with faithfully
+    (SDPA drops attention soft-capping, so Gemma 2 runs eager)."""
+    return families.get(str(family)).cpu_attention
 
 
 # Resolvers used by recipes/profile/cpu-smoke.yaml; registered once per process.
@@ -244,6 +246,12 @@ def _composition_error(name: str, overrides: list[str], e: Exception, root: Path
         siblings = _siblings(name, overrides, parent, root)
         hint = did_you_mean(leaf, siblings) or f"; to add a key no file sets, write '+{key}=...'"
         return UserError(f"override {key!r}: no such key in recipe {name}{hint}")
+    m = re.search(r"Error merging override ([\w.-]+)=\[", msg)
+    if m and _is_mapping(name, m.group(1), root):
+        key = m.group(1)
+        return UserError(f"override {key}=[...]: {key} is a mapping {{name: true|false}} that the "
+                         f"shared files merge into; drop an entry with {key}.<name>=false, add "
+                         f"one with +{key}.<name>=true")
     m = re.search(r"Could not find '([^']+)'", msg)
     if m:
         missing = m.group(1)
@@ -260,6 +268,17 @@ def _composition_error(name: str, overrides: list[str], e: Exception, root: Path
     if m:
         return UserError(f"recipe {name}: cannot load {m.group(1)!r}: {_first_line(msg)}")
     return UserError(f"recipe {name}: {_first_line(msg)}")
+
+
+def _is_mapping(name: str, dotted: str, root: Path) -> bool:
+    """Whether ``dotted`` is a mapping in the recipe composed without overrides."""
+    try:
+        node: Any = compose_recipe(name, [], recipes_dir=root).config
+    except UserError:
+        return False
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return isinstance(node, dict)
 
 
 def _siblings(name: str, overrides: list[str], parent: str, root: Path) -> list[str]:

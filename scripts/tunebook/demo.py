@@ -1,49 +1,50 @@
-"""``tunebook demo``: the whole loop on the embedded default recipe, offline, on CPU.
-
-data-check -> baseline -> train -> eval -> gate -> report, in one process (lm-eval and
-torch are imported once), ending with the gate's verdict and the report's path. Exit code is
-the gate's: 0 ship, 1 do not ship; a failed step exits with that step's code.
+"""The whole loop on one recipe, offline, on CPU: data check, baseline, train, eval, ship gate,
+report; in one process (lm-eval and torch are imported once), ending with the gate's verdict and
+the report's path. The result's exit code is the gate's: 0 ship, 1 do not ship; a failed step
+ends the demo with that step's code.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 from tunebook import paths
+from tunebook.compose import DEFAULT_RECIPE
+from tunebook.evaluation import harness, report, ship_gate
+from tunebook.training import run as lifecycle
+from tunebook.validate import validate_recipe
 
 
 def run_demo(recipe: str | None = None, overrides: str = "", *, log: Any = print) -> int:
-    from tunebook import cli, evaluate, gate, report, train
-    from tunebook.validate import validate_recipe
-
-    recipe = recipe or cli.DEFAULT_RECIPE
+    recipe = recipe or DEFAULT_RECIPE
     started = time.time()
 
     def step(name: str) -> None:
         log(f"\n== {name} ({time.time() - started:.0f} s)")
 
-    extra = ["--overrides", overrides] if overrides else []
     step(f"data-check {recipe}")
-    code = cli.main(["data-check", "--recipe", recipe, *extra])
-    if code:
-        log(f"demo: data-check said no (exit {code})")
-        return code
-    step("baseline: the base model, prompting only")
     config = validate_recipe(recipe, overrides, axolotl=False).config
-    evaluate.baseline(config, recipe, log=log)
+    checked = lifecycle.check_data(config, recipe)
+    for line in checked.lines():
+        log(line)
+    log(checked.summary())
+    if checked.exit_code:
+        log(f"demo: data-check said no (exit {checked.exit_code})")
+        return checked.exit_code
+    step("baseline: the base model, prompting only")
+    harness.baseline(config, recipe, log=log)
     step("train")
     # the run this demo trained, never "the newest run": another job may have started one
-    run, manifest = train.start_run(recipe, overrides)
-    code = train.finish(run, manifest)
+    run, manifest = lifecycle.train(recipe, overrides)
+    code = lifecycle.finish(run, manifest)
     if code:
         log(f"demo: training failed (exit {code})")
         return code
     step(f"eval {paths.rel(run.path)}")
-    evaluate.evaluate_run(run, log=log)
+    harness.evaluate_run(run, log=log)
     step("gate")
-    result = gate.gate_run(run, log=log)
+    result = ship_gate.gate_run(run, log=log)
     step("report")
     files = report.write_report(run, log=log)
     wall = time.time() - started
@@ -55,14 +56,3 @@ def run_demo(recipe: str | None = None, overrides: str = "", *, log: Any = print
         f" p={primary['p']:.2g})")
     log(f"report: {files['html']}")
     return 0 if result["ship"] else 1
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole loop on the embedded default, offline on CPU")
-    p.add_argument("--recipe", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--overrides", default="", help=argparse.SUPPRESS)
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    return run_demo(args.recipe, args.overrides)

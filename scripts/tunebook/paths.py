@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -41,18 +39,3 @@ def rel(path: Path | str) -> str:
         return str(p.relative_to(ROOT))
     except ValueError:
         return str(p)
-
-
-@contextlib.contextmanager
-def scoped_environ(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a block, then restore the old values."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

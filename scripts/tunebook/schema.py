@@ -7,9 +7,11 @@ checked against Axolotl's own schema (``tunebook.axolotl_schema``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tunebook import families
 
 
 class _Strict(BaseModel):
@@ -20,7 +22,7 @@ class ModelInfo(_Strict):
     """Set by ``recipes/model/*.yaml``: what the planner and the twins need to know."""
 
     name: str
-    family: Literal["llama", "mistral", "qwen2", "gemma2", "phi3"]
+    family: str  # a key of tunebook.families.FAMILIES
     hub_id: str | None = None  # None only for a base built here (``twin`` names it)
     revision: str | None = None  # a Hub commit sha, where one was validated
     licence: str
@@ -36,6 +38,14 @@ class ModelInfo(_Strict):
     tie_embeddings: bool
     lora_target_modules: list[str]
     twin: str | None = None  # path of a locally built base (the embedded tiny default)
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        if value not in families.FAMILIES:
+            raise ValueError(f"unknown family {value!r}; families: {', '.join(families.names())} "
+                             "(tunebook/families.py)")
+        return value
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelInfo:
@@ -108,6 +118,8 @@ class Primary(_Strict):
 
 
 class Eval(_Strict):
+    # In recipe files a mapping {suite: true/false} (Hydra merges mappings, so the shared
+    # regression suites are declared once); here the enabled suites, the primary one first.
     suites: list[str]
     primary: Primary
     min_gain: float = Field(ge=0)  # absolute gain over base required on the primary metric
@@ -116,6 +128,18 @@ class Eval(_Strict):
     few_shot: int = Field(0, ge=0)
     max_new_tokens: int = Field(128, gt=0)
     limit: int | None = None  # evaluate the first N items of each suite (smoke runs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _enabled_suites(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("suites"), dict):
+            enabled = [name for name, on in data["suites"].items() if on]
+            primary = (data.get("primary") or {}).get("suite")
+            if primary in enabled:  # the primary suite first, the rest in declaration order
+                enabled.remove(primary)
+                enabled.insert(0, primary)
+            data = {**data, "suites": enabled}
+        return data
 
     @model_validator(mode="after")
     def _primary_in_suites(self) -> Eval:

@@ -5,12 +5,13 @@ Where: ``MLFLOW_TRACKING_URI`` when set (a team server), else a local store
 machine unless that variable says so; MLflow's telemetry is switched off.
 
 How a run is tracked (we own the run id, so training, eval, gate and report land in one run):
-1. ``start_run(run_dir, config)`` creates the MLflow run, logs the resolved recipe as flattened
+1. ``create_run(run_dir, config)`` creates the MLflow run, logs the resolved recipe as flattened
    params and records ``mlflow_run_id`` in the manifest;
-2. ``axolotl_keys(run_id)`` go into the rendered ``axolotl.yaml`` and ``env(run_id)`` into the
+2. ``axolotl_keys()`` go into the rendered ``axolotl.yaml`` and ``process_env(run_id)`` into the
    training process: Axolotl's MLflow integration resumes *our* run (``MLFLOW_RUN_ID``) and logs
    loss, eval_loss, learning rate... (Axolotl rejects a ``mlflow_run_id`` key, hence the env);
-3. ``log_eval``, ``log_gate``, ``log_artifacts`` add the rest to the same run.
+3. ``log_eval``, ``log_gate``, ``log_artifacts``, ``tag_run`` add the rest to the same run;
+   ``record`` is the one call the pipeline steps make (a tracker that is down only warns).
 
 Weights & Biases stays available as an override, off by default:
 ``OVERRIDES="+axolotl.use_wandb=true +axolotl.wandb_project=my-project"`` (plus ``WANDB_API_KEY``
@@ -19,25 +20,22 @@ in the environment, never in a recipe).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tunebook import paths
+from tunebook.env import TELEMETRY_OFF
 from tunebook.errors import CheckFailed, UserError
+from tunebook.redaction import redact
+from tunebook.rundir import RunDir
 
 DEFAULT_EXPERIMENT = "tunebook"
-TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-                 "AXOLOTL_DO_NOT_TRACK": "1"}
 TAG = "tunebook."  # prefix of our tags: tunebook.recipe, tunebook.gate ...
 MAX_PARAM_CHARS = 6000  # MLflow 3's limit on one param value
 BATCH = 100  # MLflow's limit on params per log_batch call
@@ -99,7 +97,8 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def start_run(run_dir: Any, config: dict[str, Any], *, tags: dict[str, str] | None = None) -> str:
+def create_run(run_dir: RunDir, config: dict[str, Any], *,
+               tags: dict[str, str] | None = None) -> str:
     """Create the MLflow run of ``run_dir`` (a ``render.RunDir``), log ``config`` as params.
 
     Returns the run id, which is also recorded in the manifest (``mlflow_run_id``)."""
@@ -122,19 +121,17 @@ def start_run(run_dir: Any, config: dict[str, Any], *, tags: dict[str, str] | No
     run = client.create_run(exp_id, run_name=f"{run_dir.recipe}/{run_dir.run_id}",
                             tags=all_tags)
     run_id = run.info.run_id
-    from tunebook.render import redact
-
     params = [Param(k, v) for k, v in sorted(flatten(redact(config)).items())]
     for i in range(0, len(params), BATCH):
         client.log_batch(run_id, params=params[i:i + BATCH])
     client.log_batch(run_id, tags=[RunTag(f"{TAG}overrides",
                                           " ".join(manifest.get("overrides") or []))])
     run_dir.update_manifest(mlflow_run_id=run_id, mlflow_experiment=experiment_name(),
-                            mlflow_tracking_uri=_safe_uri(tracking_uri()))
+                            mlflow_tracking_uri=safe_uri(tracking_uri()))
     return run_id
 
 
-def _safe_uri(uri: str) -> str:
+def safe_uri(uri: str) -> str:
     """A tracking URI without user:password@, for the manifest and axolotl.yaml."""
     from urllib.parse import urlsplit, urlunsplit
 
@@ -152,52 +149,35 @@ def axolotl_keys(run_id: str | None = None) -> dict[str, Any]:
     training process makes the integration resume our run instead of creating its own."""
     return {
         "use_mlflow": True,
-        "mlflow_tracking_uri": _safe_uri(tracking_uri()),
+        "mlflow_tracking_uri": safe_uri(tracking_uri()),
         "mlflow_experiment_name": experiment_name(),
         "hf_mlflow_log_artifacts": False,  # checkpoints stay in the run dir; log_artifacts picks
     }
 
 
-def begin(run_dir: Any, config: dict[str, Any]) -> str | None:
-    """``start_run`` for ``tunebook train``: a tracking problem warns and training goes on."""
+def begin(run_dir: RunDir, config: dict[str, Any]) -> str | None:
+    """``create_run`` for ``tunebook train``: a tracking problem warns and training goes on."""
     try:
-        return start_run(run_dir, config)
+        return create_run(run_dir, config)
     except Exception as e:  # noqa: BLE001 - a tracker that is down must not cost a training run
         print(f"warning: MLflow run not created ({type(e).__name__}: {e}); training continues "
               "untracked", file=sys.stderr)
         return None
 
 
-def env(run_id: str) -> dict[str, str]:
+def process_env(run_id: str) -> dict[str, str]:
     """Environment of the training process: resume our run, no telemetry."""
     return {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": tracking_uri(),
             "MLFLOW_EXPERIMENT_NAME": experiment_name(), **TELEMETRY_OFF}
 
 
-@contextlib.contextmanager
-def child_env(run_id: str) -> Iterator[None]:
-    """``env(run_id)`` in this process (in-process training), restored afterwards.
-
-    Also ends an MLflow run left active by a crashed trainer, so the next run starts clean."""
-    try:
-        with paths.scoped_environ(env(run_id)):
-            yield
-    finally:
-        if "mlflow" in sys.modules:
-            import mlflow
-
-            with contextlib.suppress(Exception):
-                while mlflow.active_run() is not None:
-                    mlflow.end_run()
-
-
 # -- adding to a run ---------------------------------------------------------------------------
 
-def run_id_of(run_dir: Any) -> str | None:
+def run_id_of(run_dir: RunDir) -> str | None:
     return run_dir.manifest().get("mlflow_run_id")
 
 
-def _require(run_dir: Any) -> str:
+def _require(run_dir: RunDir) -> str:
     run_id = run_id_of(run_dir)
     if not run_id:
         raise UserError(f"{paths.rel(run_dir.path)}: no MLflow run recorded in manifest.json "
@@ -205,7 +185,7 @@ def _require(run_dir: Any) -> str:
     return run_id
 
 
-def log_metrics(run_dir: Any, metrics: dict[str, float], *, step: int = 0) -> None:
+def log_metrics(run_dir: RunDir, metrics: dict[str, float], *, step: int = 0) -> None:
     from mlflow.entities import Metric
 
     run_id = _require(run_dir)
@@ -217,11 +197,29 @@ def log_metrics(run_dir: Any, metrics: dict[str, float], *, step: int = 0) -> No
         client.log_batch(run_id, metrics=items[i:i + 1000])
 
 
-def log_eval(run_dir: Any, metrics: dict[str, dict[str, float]], *, prefix: str = "eval") -> None:
+def log_eval(run_dir: RunDir, metrics: dict[str, dict[str, float]], *,
+             prefix: str = "eval") -> None:
     """``{suite: {metric: value}}`` -> metrics ``eval/<suite>/<metric>`` on the run."""
     flat = {f"{prefix}/{suite}/{name}": value for suite, values in metrics.items()
             for name, value in (values or {}).items()}
     log_metrics(run_dir, flat)
+
+
+def tag_run(run_dir: RunDir, tags: dict[str, str]) -> None:
+    """Set tags on the run's MLflow run (e.g. a sweep's id and grid point)."""
+    run_id = _require(run_dir)
+    client = _client()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def metric(run_dir: RunDir, key: str) -> float | None:
+    """The latest value of metric ``key`` on the run's MLflow run, or ``None``."""
+    run_id = run_id_of(run_dir)
+    if not run_id:
+        return None
+    value = _client().get_run(run_id).data.metrics.get(key)
+    return None if value is None else float(value)
 
 
 def verdict(gate: Any) -> str | None:
@@ -240,7 +238,7 @@ def verdict(gate: Any) -> str | None:
     return None
 
 
-def log_gate(run_dir: Any, decision: Any) -> str | None:
+def log_gate(run_dir: RunDir, decision: Any) -> str | None:
     """Record the gate decision: tag ``tunebook.gate``, metric ``gate/ship`` (1/0), gate.json."""
     run_id = _require(run_dir)
     word = verdict(decision)
@@ -264,7 +262,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def log_artifacts(run_dir: Any) -> None:
+def log_artifacts(run_dir: RunDir) -> None:
     """Run dir files (manifest, configs, eval, gate, report) and the final adapter only."""
     run_id = _require(run_dir)
     client = _client()
@@ -284,12 +282,12 @@ def log_artifacts(run_dir: Any) -> None:
         client.set_tag(run_id, f"{TAG}output_dir", str(run_dir.output_dir))
 
 
-def adapter_dir(run_dir: Any) -> Path | None:
+def adapter_dir(run_dir: RunDir) -> Path | None:
     out = run_dir.output_dir
     return out if (out / "adapter_config.json").is_file() else None
 
 
-def end_run(run_dir: Any, status: str = "FINISHED") -> None:
+def end_run(run_dir: RunDir, status: str = "FINISHED") -> None:
     """Close the run (``FINISHED``/``FAILED``/``KILLED``) and tag the manifest's status."""
     run_id = _require(run_dir)
     client = _client()
@@ -297,7 +295,7 @@ def end_run(run_dir: Any, status: str = "FINISHED") -> None:
     client.set_terminated(run_id, status=status)
 
 
-def record(run_dir: Any, *, eval_metrics: dict[str, dict[str, float]] | None = None,
+def record(run_dir: RunDir, *, eval_metrics: dict[str, dict[str, float]] | None = None,
            gate: Any = None, artifacts: bool = False, status: str | None = None) -> bool:
     """The one call train / eval / gate / report make: add to the run's MLflow run if it has one.
 
@@ -364,28 +362,9 @@ def recent_runs(limit: int = 20, recipe: str | None = None) -> list[dict[str, An
     return rows
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def print_runs(rows: Sequence[dict[str, Any]], *, title: str = "runs") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for col in ("started", "recipe", "run", "launcher", "status", "primary metric", "eval_loss",
-                "gate"):
-        table.add_column(col, justify="right" if col in ("eval_loss",) else "left")
-    for row in rows:
-        primary = f"{row['primary']} = {_fmt(row['primary_value'])}" if row["primary"] else "-"
-        table.add_row(row["started"], row["recipe"], row["name"].split("/")[-1], row["launcher"],
-                      row["status"], primary, _fmt(row["eval_loss"]), row["gate"] or "-")
-    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
-
-
 # -- registry ----------------------------------------------------------------------------------
 
-def register_adapter(run_dir: Any, *, name: str | None = None) -> tuple[str, str]:
+def register_adapter(run_dir: RunDir, *, name: str | None = None) -> tuple[str, str]:
     """Register the run's adapter as a model version; only when its gate said ship."""
     gate = run_dir.manifest().get("gate")
     word = verdict(gate)
@@ -429,69 +408,3 @@ def ui_command(port: int = 5000) -> list[str]:
     if is_local():
         cmd += ["--default-artifact-root", (paths.RUNS.resolve() / "mlartifacts").as_uri()]
     return cmd
-
-
-# -- CLI ---------------------------------------------------------------------------------------
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from tunebook.cli import add_recipe_args
-
-    p = sub.add_parser("runs", help="recent runs from MLflow: recipe, status, metric, gate")
-    p.add_argument("--recipe", default=None, help="only runs of this recipe")
-    p.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
-    p.set_defaults(func=_cmd_runs)
-
-    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--dry-run", action="store_true", help="print the command, start nothing")
-    p.set_defaults(func=_cmd_ui)
-
-    p = sub.add_parser("register", help="register RUN's adapter in the MLflow model registry "
-                                        "(only if the gate said ship)")
-    add_recipe_args(p, default=None, run=True)
-    p.add_argument("--name", default=None, help="registered model name (default: the recipe)")
-    p.set_defaults(func=_cmd_register)
-
-    # The other scale-out commands live in their own modules; cli.py lists this one.
-    from tunebook import slurm, sweep
-
-    sweep.register(sub)
-    slurm.register(sub)
-
-
-def _cmd_runs(args: argparse.Namespace) -> int:
-    rows = recent_runs(args.limit, args.recipe)
-    if not rows:
-        print(f"no runs tracked yet in {_safe_uri(tracking_uri())}; `make train` logs one")
-        return 0
-    print_runs(rows, title=f"{len(rows)} most recent run(s) in {_safe_uri(tracking_uri())}")
-    return 0
-
-
-def _cmd_ui(args: argparse.Namespace) -> int:
-    cmd = ui_command(args.port)
-    print(" ".join(cmd))
-    if args.dry_run:
-        return 0
-    env = {**os.environ, **TELEMETRY_OFF}
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
-
-
-def _cmd_register(args: argparse.Namespace) -> int:
-    from mlflow.exceptions import MlflowException
-
-    from tunebook.render import resolve_run
-
-    run = resolve_run(args.recipe, args.run)
-    try:
-        name, version = register_adapter(run, name=args.name)
-    except MlflowException as e:
-        raise UserError(f"{paths.rel(run.path)}: MLflow run {run_id_of(run)} is not in "
-                        f"{_safe_uri(tracking_uri())} ({e.error_code}); set MLFLOW_TRACKING_URI "
-                        "to the store it was logged to") from None
-    print(f"registered {paths.rel(run.path)} as model {name!r} version {version} "
-          f"in {_safe_uri(tracking_uri())}")
-    return 0

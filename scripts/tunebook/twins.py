@@ -29,93 +29,16 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunebook import paths
+from tunebook import families, paths
 
 BUILDER_VERSION = 1  # bump when the build procedure changes, so caches rebuild
 SEED = 1234
 VOCAB_SIZE = 1536
-TEMPLATES = paths.DATA_TEMPLATES / "chat-templates"
 TINY_BASE_NAME = "tiny-llama"  # .cache/tiny-base/tiny-llama: a stable link to the current build
 
-
-@dataclass(frozen=True)
-class Family:
-    """What a twin keeps of its family: architecture class, special tokens, config values."""
-
-    model_type: str
-    architecture: str
-    bos: str | None
-    eos: str  # the token that closes an assistant turn in the family's template
-    pad: str
-    specials: tuple[str, ...]  # every special token, in id order (they take the first ids)
-    config: dict[str, Any] = field(default_factory=dict)
-
-
-# Shapes are tiny but keep each family's layout: KV-head ratio (Llama/Mistral 4:1, Qwen2.5 6:1,
-# Gemma 2 2:1, Phi-3.5 full multi-head), activation, tied embeddings and RoPE settings. Every
-# projection's output width is a multiple of 32: bitsandbytes' CPU 4-bit kernel (QLoRA recipes)
-# packs weights in blocks of 32 rows ("N must be divisible by block_n").
-FAMILIES: dict[str, Family] = {
-    "llama": Family(
-        "llama", "LlamaForCausalLM", bos="<|begin_of_text|>", eos="<|eot_id|>",
-        pad="<|finetune_right_pad_id|>",
-        specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>"),
-        config={"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 1, "hidden_act": "silu",
-                "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
-                "tie_word_embeddings": False,
-                "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                                    "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                    "original_max_position_embeddings": 8192}}),
-    "mistral": Family(
-        "mistral", "MistralForCausalLM", bos="<s>", eos="</s>", pad="<unk>",
-        specials=("<unk>", "<s>", "</s>"),
-        config={"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 1, "hidden_act": "silu",
-                "max_position_embeddings": 32768, "rms_norm_eps": 1e-5,
-                "tie_word_embeddings": False, "sliding_window": None,  # v0.2 has none
-                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}),
-    "qwen2": Family(
-        "qwen2", "Qwen2ForCausalLM", bos=None, eos="<|im_end|>", pad="<|endoftext|>",
-        # <|endoftext|> must be in the vocabulary: Qwen2's tokenizer class adds it otherwise and
-        # Axolotl then resizes the embeddings into the adapter (verified-training.md).
-        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-        config={"hidden_size": 192, "intermediate_size": 256, "num_hidden_layers": 2,
-                "num_attention_heads": 6, "num_key_value_heads": 1, "hidden_act": "silu",
-                "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
-                "tie_word_embeddings": True, "use_sliding_window": False,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}),
-    "gemma2": Family(
-        "gemma2", "Gemma2ForCausalLM", bos="<bos>", eos="<end_of_turn>", pad="<pad>",
-        specials=("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"),
-        config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 2,
-                "head_dim": 32,  # not hidden/heads, as in Gemma 2 9B (256 vs 224)
-                "query_pre_attn_scalar": 32, "hidden_activation": "gelu_pytorch_tanh",
-                "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
-                "tie_word_embeddings": True, "attn_logit_softcapping": 50.0,
-                "final_logit_softcapping": 30.0, "sliding_window": 128,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}),
-    "phi3": Family(
-        "phi3", "Phi3ForCausalLM", bos="<s>", eos="<|end|>", pad="<|endoftext|>",
-        specials=("<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>",
-                  "<|assistant|>", "<|end|>"),
-        config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 4,  # full multi-head
-                "hidden_act": "silu", "max_position_embeddings": 131072,
-                "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
-                "tie_word_embeddings": False, "sliding_window": 262144,
-                # LongRoPE as in Phi-3.5: one short and one long factor per rotary frequency
-                "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
-                                    "short_factor": [1.0, 1.02, 1.05, 1.1, 1.2, 1.4, 1.8, 2.5],
-                                    "long_factor": [1.0, 1.1, 1.3, 1.8, 3.0, 6.0, 12.0, 24.0],
-                                    "original_max_position_embeddings": 4096}}),
-}
 
 # The tiny base of the embedded default: a Llama twin, larger, pre-trained briefly (see module doc).
 TINY_BASE = {
@@ -125,10 +48,6 @@ TINY_BASE = {
     "pretrain": {"steps": 200, "batch_size": 16, "sequence_len": 128, "learning_rate": 3e-3,
                  "warmup": 20, "seed": SEED},
 }
-
-
-def families() -> list[str]:
-    return sorted(FAMILIES)
 
 
 # -- corpus ------------------------------------------------------------------------------------
@@ -175,21 +94,14 @@ def _hash(parts: dict[str, Any], files: list[Path]) -> str:
 
 
 def template_path(family: str) -> Path:
-    return TEMPLATES / f"{family}.jinja"
-
-
-def _check_family(family: str) -> Family:
-    from tunebook.errors import UserError, did_you_mean
-
-    if family not in FAMILIES:
-        raise UserError(f"no tiny twin for model family {family!r}"
-                        f"{did_you_mean(family, FAMILIES)}; families: {', '.join(families())}")
-    return FAMILIES[family]
+    return families.get(family).chat_template
 
 
 def twin_params(family: str) -> dict[str, Any]:
-    spec = _check_family(family)
-    return {"builder": BUILDER_VERSION, "seed": SEED, "vocab": VOCAB_SIZE, "spec": asdict(spec),
+    spec = families.get(family)
+    built_from = {k: getattr(spec, k) for k in ("model_type", "architecture", "bos", "eos", "pad",
+                                                "specials", "twin_config")}
+    return {"builder": BUILDER_VERSION, "seed": SEED, "vocab": VOCAB_SIZE, "spec": built_from,
             "template": template_path(family).read_text(encoding="utf-8")}
 
 
@@ -241,7 +153,7 @@ def train_tokenizer(family: str, files: list[Path] | None = None) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    spec = FAMILIES[family]
+    spec = families.get(family)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     if family == "qwen2":
@@ -271,8 +183,8 @@ def train_tokenizer(family: str, files: list[Path] | None = None) -> Any:
 def model_config(family: str, tokenizer: Any, overrides: dict[str, Any] | None = None) -> Any:
     from transformers import AutoConfig
 
-    spec = FAMILIES[family]
-    values = {**spec.config, **(overrides or {})}
+    spec = families.get(family)
+    values = {**spec.twin_config, **(overrides or {})}
     ids = {"eos_token_id": tokenizer.convert_tokens_to_ids(spec.eos),
            "pad_token_id": tokenizer.convert_tokens_to_ids(spec.pad),
            "bos_token_id": tokenizer.convert_tokens_to_ids(spec.bos) if spec.bos else None}
@@ -287,7 +199,7 @@ def build_twin(family: str, out: Path, *, seed: int = SEED,
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    spec = _check_family(family)
+    spec = families.get(family)
     files = corpus_files()
     tokenizer = train_tokenizer(family, files)
     config = model_config(family, tokenizer, config_overrides)

@@ -13,17 +13,14 @@ Every problem names the key and, where known, the file that set it.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tunebook import compose, gpus, paths, schema
+from tunebook import compose, families, gpus, paths, schema
 from tunebook.errors import UserError, did_you_mean
 
 
@@ -263,12 +260,6 @@ def chat_data_needs_template(r: schema.Recipe) -> Iterator[Finding]:
 
 # Launcher rules (scale-out): what DeepSpeed, FSDP2 and Axolotl 0.19.0 accept together.
 
-# The decoder layer FSDP wraps per family: each model class's own ``_no_split_modules``.
-_DECODER_LAYER = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer",
-                  "qwen2": "Qwen2DecoderLayer", "gemma2": "Gemma2DecoderLayer",
-                  "phi3": "Phi3DecoderLayer"}
-
-
 def deepspeed_json(r: schema.Recipe) -> tuple[dict[str, Any] | None, str | None]:
     """The DeepSpeed config the recipe points to, parsed, or the problem reading it."""
     import json
@@ -375,7 +366,7 @@ def fsdp2_settings(r: schema.Recipe) -> Iterator[Finding]:
         yield Finding("error", "axolotl.fsdp_version", "tunebook ships FSDP2 only (FSDP1 is "
                       "deprecated in Axolotl 0.19.0); set fsdp_version: 2")
     policy = fsdp.get("auto_wrap_policy")
-    layer = _DECODER_LAYER.get(r.meta.model.family)
+    layer = families.get(r.meta.model.family).decoder_layer  # the model class's FSDP unit
     if policy is None:
         yield Finding("error", "axolotl.fsdp_config.auto_wrap_policy", "FSDP2 needs a wrap "
                       "policy, else the whole model is gathered at once; set "
@@ -410,29 +401,3 @@ def preference_reference_model(r: schema.Recipe) -> Iterator[Finding]:
                       f"{r.launcher.name} shards a second full reference model (2x weight "
                       "memory); use a LoRA method (the frozen base is the reference) or set "
                       "precompute_ref_log_probs: true")
-
-
-# -- CLI ---------------------------------------------------------------------------------------
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from tunebook.cli import add_recipe_args
-
-    p = sub.add_parser("validate", help="compose and strictly validate one recipe or all")
-    add_recipe_args(p, default=None)
-    p.add_argument("--all", action="store_true", help="validate every recipe in recipes/")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    names = compose.recipe_names() if args.all or not args.recipe else [args.recipe]
-    t0 = time.perf_counter()
-    for name in names:
-        result = validate_recipe(name, args.overrides)
-        for w in result.warnings:
-            print(f"warning: {w.render(result.composed.sources)}", file=sys.stderr)
-        for w in result.acknowledged:
-            print(f"note: {w.render(result.composed.sources)} (kept: its line says why)",
-                  file=sys.stderr)
-        print(f"ok  {name}")
-    print(f"{len(names)} recipe(s) valid in {time.perf_counter() - t0:.1f} s")
-    return 0

@@ -35,16 +35,10 @@ def distinct_rows(n: int, seed: int = 0) -> list[dict]:
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
     """``tunebook <argv>`` in-process through the real ``tunebook.cli.main`` (its error
-    handling and exit codes), registering only the data commands so these tests do not
-    depend on every other command module importing cleanly."""
+    handling and exit codes)."""
     from tunebook import cli
 
-    saved = cli.COMMAND_MODULES
-    cli.COMMAND_MODULES = ("tunebook.data.cli",)
-    try:
-        code = cli.main(list(argv))
-    finally:
-        cli.COMMAND_MODULES = saved
+    code = cli.main(list(argv))
     cap = capsys.readouterr()
     return code, cap.out + cap.err
 

@@ -8,13 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from trainhelp import RECIPE, manifest, runs_of, scratch_repo, tb
 
-from tunebook import launch, train
+from tunebook import env, paths
 from tunebook.errors import UserError
-from tunebook.render import RunDir
+from tunebook.rundir import RunDir
+from tunebook.training import cache, checkpoints, distributed, launch
 
 
 def _ax(data, base):
@@ -28,21 +30,21 @@ def test_prepared_path_follows_file_contents_tokenizer_and_keys(tmp_path):
     base = tmp_path / "base"
     base.mkdir()
     (base / "tokenizer.json").write_text("{}", encoding="utf-8")
-    first = train.prepared_path(_ax(data, base))
-    assert first == train.prepared_path(_ax(data, base))  # stable
+    first = cache.prepared_path(_ax(data, base))
+    assert first == cache.prepared_path(_ax(data, base))  # stable
     assert first.parent.name == "prepared"
     data.write_text('{"messages": [{"role": "user", "content": "b"}]}\n', encoding="utf-8")
-    second = train.prepared_path(_ax(data, base))
+    second = cache.prepared_path(_ax(data, base))
     assert second != first  # same path, new contents: a new cache entry
     (base / "tokenizer.json").write_text('{"x": 1}', encoding="utf-8")
-    third = train.prepared_path(_ax(data, base))
+    third = cache.prepared_path(_ax(data, base))
     assert third != second
     ax = _ax(data, base)
     ax["sequence_len"] = 512
-    assert train.prepared_path(ax) != third
+    assert cache.prepared_path(ax) != third
     ax = _ax(data, base)
     ax["learning_rate"] = 1.0  # does not change tokenized data
-    assert train.prepared_path(ax) == third
+    assert cache.prepared_path(ax) == third
 
 
 def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
@@ -53,8 +55,8 @@ def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
         (ckpt / "adapter_model.safetensors").write_bytes(b"x")
         if complete:
             (ckpt / "trainer_state.json").write_text("{}", encoding="utf-8")
-    assert train.last_complete_checkpoint(out) == out / "checkpoint-10"
-    assert [c.name for c in train.checkpoints(out)] == ["checkpoint-5", "checkpoint-10",
+    assert checkpoints.last_complete_checkpoint(out) == out / "checkpoint-10"
+    assert [c.name for c in checkpoints.checkpoints(out)] == ["checkpoint-5", "checkpoint-10",
                                                         "checkpoint-15"]
 
 
@@ -62,8 +64,9 @@ def test_launch_command_single_process_seeds_and_names_the_config(tmp_path):
     run = RunDir(path=tmp_path, recipe="r", run_id="x")
     config = {"axolotl": {"seed": 7}, "launcher": {"kind": "single", "nnodes": 1,
                                                     "gpus_per_node": 1, "name": "single"}}
-    cmd = launch.launch_command(run, config, resume_from="/tmp/ckpt")
-    assert cmd[:3] == [sys.executable, "-m", "tunebook.launch"]
+    cmd = launch.launch_command(run, config, distributed.topology(config),
+                                resume_from="/tmp/ckpt")
+    assert cmd[:3] == [sys.executable, "-m", "tunebook.training.child"]
     assert str(run.axolotl_yaml) in cmd
     assert cmd[cmd.index("--seed") + 1] == "7"
     assert cmd[cmd.index("--resume-from") + 1] == "/tmp/ckpt"
@@ -73,11 +76,11 @@ def test_metrics_summarise_the_trainer_log():
     result = {"global_step": 6, "max_steps": 6, "early_stopped": False, "log_history": [
         {"eval_loss": 3.0, "step": 0}, {"loss": 2.5, "step": 1}, {"eval_loss": 1.0, "step": 3},
         {"loss": 1.5, "step": 5}, {"eval_loss": 1.2, "step": 6}, {"train_runtime": 9.0}]}
-    m = train.metrics_from(result)
+    m = checkpoints.metrics_from(result)
     assert (m["first_eval_loss"], m["last_eval_loss"], m["best_eval_loss"]) == (3.0, 1.2, 1.0)
     assert m["train_loss"] == 1.5 and m["all_finite"] and m["steps"] == 6
     result["log_history"].append({"loss": float("nan"), "step": 7})
-    assert not train.metrics_from(result)["all_finite"]
+    assert not checkpoints.metrics_from(result)["all_finite"]
 
 
 def test_resume_of_a_completed_run_is_refused(tmp_path):
@@ -109,7 +112,7 @@ def test_dry_run_prints_the_command_and_keeps_secrets_out_of_the_manifest(tmp_pa
            f"+axolotl.max_steps=3 +axolotl.comet_api_key={secret_override}",
            env={"HF_TOKEN": secret_env})
     assert r.code == 0, r.text
-    assert "command: " in r.out and "-m tunebook.launch" in r.out and "config:  " in r.out
+    assert "command: " in r.out and "-m tunebook.training.child" in r.out and "config:  " in r.out
     (run,) = runs_of(root)
     m = manifest(run)
     assert m["status"] == "dry-run" and m["forced"] is False
@@ -124,8 +127,9 @@ def test_multi_node_topology_is_refused_until_a_distributed_launcher_is_wired(tm
     run = RunDir(path=tmp_path, recipe="r", run_id="x")
     config = {"axolotl": {}, "launcher": {"kind": "single", "nnodes": 1, "gpus_per_node": 1}}
     try:
-        cmd = launch.launch_command(run, config, nnodes=2, node_rank=0, master_addr="h",
+        topo = distributed.topology(config, nnodes=2, node_rank=0, master_addr="h",
                                     master_port=29500, gpus_per_node=1)
+        cmd = launch.launch_command(run, config, topo)
     except UserError as e:
         assert "node" in str(e)
     else:  # the scale-out launcher took over: it must name the topology
@@ -142,21 +146,21 @@ def test_unknown_family_has_a_clear_error(bad):
 
 def test_scratch_repo_shares_the_cache(tmp_path):
     root = scratch_repo(tmp_path / "repo")
-    assert (root / ".cache").resolve() == (train.paths.ROOT / ".cache").resolve()
+    assert (root / ".cache").resolve() == (paths.ROOT / ".cache").resolve()
     shutil.rmtree(root)
 
 
 def test_child_goes_offline_for_local_bases_only_and_finds_the_venv(monkeypatch, tmp_path):
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(train, "_ADDED", set())
-    train.quiet_environment()  # our own process never reaches the Hub
-    assert train.os.environ["HF_HUB_OFFLINE"] == "1"
-    local = train.child_env(str(tmp_path))
+    monkeypatch.setattr(env, "_ADDED", set())
+    env.quiet_environment()  # our own process never reaches the Hub
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    local = env.child_env(str(tmp_path))
     assert local["HF_HUB_OFFLINE"] == "1" and local["TRANSFORMERS_OFFLINE"] == "1"
-    assert local["PATH"].split(train.os.pathsep)[0] == str(train.Path(sys.executable).parent)
+    assert local["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
     assert local["DO_NOT_TRACK"] == "1" and local["WANDB_MODE"] == "disabled"
-    hub = train.child_env("no-such-org/no-such-model-in-cache")  # a GPU box must download it
+    hub = env.child_env("no-such-org/no-such-model-in-cache")  # a GPU box must download it
     assert "HF_HUB_OFFLINE" not in hub
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(key, raising=False)
@@ -173,14 +177,15 @@ def test_the_work_before_the_launch_imports_neither_torch_nor_axolotl(tmp_path):
     axolotl_schema.axolotl_keys()  # the key index exists, as after any earlier validation
     code = (
         "import json, sys\n"
-        "from tunebook import render, train, twins\n"
+        "from tunebook import twins\n"
+        "from tunebook.training import cache, render, run\n"
         "from tunebook.errors import UserError\n"
         "from tunebook.validate import validate_recipe\n"
         f"v = validate_recipe({RECIPE!r}, deep=False)\n"
         "config = v.config\n"
         "config['axolotl']['base_model'] = twins.ensure_base(config)\n"
-        f"report = train.data_gate(config, {RECIPE!r})\n"
-        "extra = {'dataset_prepared_path': str(train.prepared_path(config['axolotl']))}\n"
+        f"report = run.check_data(config, {RECIPE!r})\n"
+        "extra = {'dataset_prepared_path': str(cache.prepared_path(config['axolotl']))}\n"
         "render.render(v, axolotl_extra=extra, run_id='no-imports')\n"
         "try:\n"
         f"    validate_recipe({RECIPE!r}, '+axolotl.lora_rr=8', deep=False)\n"

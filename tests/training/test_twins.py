@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tunebook import compose, twins
+from tunebook import compose, families, twins
 
 
 def _sha(path: Path) -> str:
@@ -84,8 +84,8 @@ def test_twin_path_hash_covers_template_and_corpus(tmp_path, monkeypatch):
     before = twins.twin_path("mistral")
     assert before == twins.twin_path("mistral")  # stable
     templates = tmp_path / "chat-templates"
-    shutil.copytree(twins.TEMPLATES, templates)
-    monkeypatch.setattr(twins, "TEMPLATES", templates)
+    shutil.copytree(families.TEMPLATES, templates)
+    monkeypatch.setattr(families, "TEMPLATES", templates)
     assert twins.twin_path("mistral") == before
     (templates / "mistral.jinja").write_text("{{ bos_token }}changed", encoding="utf-8")
     assert twins.twin_path("mistral") != before
@@ -118,7 +118,7 @@ def test_the_default_recipe_base_is_the_pretrained_tiny_llama():
 def test_the_gates_tokenizer_renders_and_counts_like_autotokenizer(family):
     """The data gate counts with ``ChatTokenizer`` (no torch import); on every shipped row and
     every twin its texts and token counts are AutoTokenizer's, with and without specials."""
-    from tunebook.data import chat_tokenizer, formats, gate
+    from tunebook.data import chat_tokenizer, formats, tokens
     from tunebook.paths import DATA_TEMPLATES
 
     directory = twins.tiny_base_dir() if family == "tiny-base" else twins.twin_dir(family)
@@ -128,7 +128,7 @@ def test_the_gates_tokenizer_renders_and_counts_like_autotokenizer(family):
     rows = [json.loads(line) for f in sorted(DATA_TEMPLATES.glob("datasets/*/val.jsonl"))
             for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     conversations = [formats.messages(r) for r in rows]
-    texts, merged = gate.render_texts(light, conversations)
-    assert (texts, merged) == gate.render_texts(full, conversations) and len(texts) > 200
+    texts, merged = tokens.render_texts(light, conversations)
+    assert (texts, merged) == tokens.render_texts(full, conversations) and len(texts) > 200
     for specials in (False, True):
-        assert gate._count(light, texts, specials) == gate._count(full, texts, specials)
+        assert tokens.count(light, texts, specials) == tokens.count(full, texts, specials)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebook import paths
-from tunebook.data import formats, neardup, pii
+from tunebook.data import formats, neardup, pii, tokens
 from tunebook.errors import UserError
 
 MAX_ROW_BYTES = 1 << 20  # one row of 1 MiB is past any sequence_len; not worth parsing
@@ -348,51 +348,9 @@ def _labels(rep: FileReport, rows: list[Row], labels: Sequence[str]) -> None:
         rep.imbalance = math.inf if lo == 0 else round(hi / lo, 3)
 
 
-def render_texts(tokenizer: Any, conversations: list[list[dict]]) -> tuple[list[str], int]:
-    """Render rows as the model sees them: with the tokenizer's chat template when it has one.
-
-    A template that rejects a system message (Gemma's) gets it merged into the first user
-    turn, as Axolotl users do; returns the texts and how many rows needed that.
-    """
-    if not getattr(tokenizer, "chat_template", None):
-        return ["\n".join(m["content"] for m in c) for c in conversations], 0
-    try:
-        return list(tokenizer.apply_chat_template(conversations, tokenize=False)), 0
-    except Exception:
-        pass
-    out, merged = [], 0
-    for c in conversations:
-        try:
-            out.append(tokenizer.apply_chat_template(c, tokenize=False))
-        except Exception:
-            merged += 1
-            out.append(tokenizer.apply_chat_template(_merge_system(c), tokenize=False))
-    return out, merged
-
-
-def _merge_system(conv: list[dict]) -> list[dict]:
-    if not conv or conv[0]["role"] != "system":
-        return conv
-    rest = [dict(m) for m in conv[1:]]
-    if rest and rest[0]["role"] == "user":
-        rest[0]["content"] = f"{conv[0]['content']}\n\n{rest[0]['content']}"
-    return rest
-
-
 EXACT_LENGTH_ROWS = 20_000  # up to this many rows every row is tokenized
 LENGTH_SAMPLE = 2_000  # rows tokenized for the percentiles of a bigger file
 _BYTE_SLACK = 4  # tokens <= UTF-8 bytes + 1 for byte-level BPE and SentencePiece; margin
-
-
-def _count(tokenizer: Any, texts: list[str], add_special: bool) -> list[int]:
-    """Token counts, through the Rust tokenizer's batch call when there is one."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast"):
-        # no fork follows inside the gate, so the Rust tokenizer may use every core
-        with paths.scoped_environ({"TOKENIZERS_PARALLELISM": "true"}):
-            return [len(e.ids) for e in backend.encode_batch_fast(
-                texts, add_special_tokens=add_special)]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
 
 
 def token_lengths(tokenizer: Any, rows: Sequence[Any], seq_len: int | None = None
@@ -405,8 +363,7 @@ def token_lengths(tokenizer: Any, rows: Sequence[Any], seq_len: int | None = Non
     ``seq_len - 4`` bytes cannot be too long -- and an evenly spaced sample for percentiles.
     The too-long verdict is exact either way; only the percentiles are sampled.
     """
-    texts, merged = render_texts(tokenizer, [formats.messages(r) for r in rows])
-    has_template = bool(getattr(tokenizer, "chat_template", None))
+    texts, merged = tokens.render_texts(tokenizer, [formats.messages(r) for r in rows])
     if len(texts) <= EXACT_LENGTH_ROWS or not seq_len:
         idx = list(range(len(texts)))
     else:
@@ -415,7 +372,7 @@ def token_lengths(tokenizer: Any, rows: Sequence[Any], seq_len: int | None = Non
         idx = [i for i, t in enumerate(texts)
                if i in sample or len(t) * 4 + _BYTE_SLACK > seq_len
                and len(t.encode("utf-8")) + _BYTE_SLACK > seq_len]
-    counts = _count(tokenizer, [texts[i] for i in idx], not has_template)
+    counts = tokens.count(tokenizer, [texts[i] for i in idx])
     return dict(zip(idx, counts, strict=True)), merged
 
 
@@ -706,9 +663,11 @@ def _tokenizer_name(tokenizer: Any) -> str:
 
 
 def check_files(files: Iterable[tuple[str, Path]], config: dict | None = None, *,
-                tokenizer: Any = None) -> Report:
-    """Check ``(role, path)`` files with the recipe ``config``'s thresholds, labels, format and
-    tokenizer (``None`` config: defaults, auto-detected format, no token lengths)."""
+                tokenizer: Any = None, name: str | None = None) -> Report:
+    """Check ``(role, path)`` files with the recipe ``config``'s thresholds, labels and format
+    (``None`` config: defaults and the auto-detected format). Token lengths are checked against
+    ``axolotl.sequence_len`` when the caller passes the recipe's ``tokenizer``; ``name`` is the
+    recipe the report speaks of."""
     checks = Checks.from_config(config)
     data = (config or {}).get("data") or {}
     fmt = data.get("format") if config else None
@@ -716,26 +675,14 @@ def check_files(files: Iterable[tuple[str, Path]], config: dict | None = None, *
     schema = data.get("answer_schema")
     answer_schema = paths.ROOT / schema if schema else None
     seq_len = ((config or {}).get("axolotl") or {}).get("sequence_len") if config else None
-    if config is not None and seq_len and tokenizer is None:
-        tokenizer = _load_tokenizer(config)
     works = [_check_file(Path(p), role, fmt, checks, labels, answer_schema, tokenizer, seq_len)
              for role, p in files]
     leaks, leak_problems = _leaks(works, checks.near_duplicate_threshold) if len(works) > 1 \
         else ([], [])
-    name = (config or {}).get("_recipe_name")
     return Report(files=[w.rep for w in works], checks=checks, leaks=leaks,
                   leak_problems=leak_problems,
                   tokenizer=_tokenizer_name(tokenizer) if tokenizer is not None and seq_len
                   else None, seq_len=seq_len, recipe=name)
-
-
-def _load_tokenizer(config: dict) -> Any:
-    """The recipe's tokenizer (its real one if cached, else its twin's), loaded lazily."""
-    try:
-        from tunebook.twins import tokenizer_for
-    except ImportError as e:
-        raise UserError(f"token lengths need tunebook.twins ({e}); pass a tokenizer") from None
-    return tokenizer_for(config, full=False)
 
 
 def check_recipe(config: dict, tokenizer: Any = None, *, name: str | None = None) -> Report:
@@ -746,15 +693,13 @@ def check_recipe(config: dict, tokenizer: Any = None, *, name: str | None = None
     if missing:
         raise UserError(f"data.{missing[0]} is not set; the task must name its train, val and "
                         "test files")
-    cfg = dict(config)
-    if name:
-        cfg["_recipe_name"] = name
-    return check_files([(k, paths.ROOT / data[k]) for k in ("train", "val", "test")], cfg,
-                       tokenizer=tokenizer)
+    return check_files([(k, paths.ROOT / data[k]) for k in ("train", "val", "test")], config,
+                       tokenizer=tokenizer, name=name)
 
 
 def check_path(path: Path | str, config: dict | None = None, tokenizer: Any = None) -> Report:
-    """The gate over any one file; with a recipe ``config``, its thresholds and tokenizer."""
+    """The gate over any one file; with a recipe ``config``, its thresholds (and, given its
+    tokenizer, its sequence length)."""
     return check_files([("data", Path(path))], config, tokenizer=tokenizer)
 
 

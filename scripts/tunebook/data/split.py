@@ -11,11 +11,15 @@ same split on any machine and Python version.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tunebook.data import neardup
+from tunebook import paths
+from tunebook.data import formats, gate, neardup
+from tunebook.errors import UserError
 
 RATIOS = (0.8, 0.1, 0.1)
 SPLITS = ("train", "val", "test")
@@ -117,3 +121,55 @@ def split_rows(
     for row, k in zip(rows, where, strict=True):
         out[SPLITS[k]].append(row)
     return out
+
+
+@dataclass
+class SplitFiles:
+    """What ``split_file`` wrote: one entry per split, and a digest of all of them."""
+
+    # (path, rows, rows per label)
+    files: list[tuple[Path, int, dict[str, int]]] = field(default_factory=list)
+    digest: str = ""
+
+
+def split_file(src: Path, out: Path, config: dict | None = None, *,
+               label_field: str | None = None, seed: int = 0) -> SplitFiles:
+    """Write ``out/{train,val,test}.jsonl`` from ``src``: stratified by ``label_field`` (or by
+    the final assistant message when the recipe ``config`` has ``data.labels``), near-duplicate
+    clusters kept together. Malformed input is refused (``UserError``); ``src`` is never touched.
+    """
+    report = gate.check_path(src, None)
+    bad = report.malformed()
+    if bad:
+        shown = "\n".join(str(p) for p in bad[: report.checks.max_errors_per_code])
+        raise UserError(f"{shown}\n{paths.rel(src)}: {len(bad)} malformed rows; fix them first "
+                        "(`tunebook data-check --data ... --fix clean.jsonl`)")
+    rows = report.files[0].rows
+    labels = ((config or {}).get("data") or {}).get("labels")
+    threshold = gate.Checks.from_config(config).near_duplicate_threshold
+    label_of: Callable[[Any], str] | None = None
+    if label_field:
+        missing = [r.line for r in rows if not isinstance(r.obj, dict) or label_field not in r.obj]
+        if missing:
+            raise UserError(f"{paths.rel(src)}:{missing[0]}: no {label_field!r} key "
+                            f"(--label-field); {len(missing)} rows lack it")
+        label_of = lambda r: str(r.obj[label_field])  # noqa: E731
+    elif labels:
+        label_of = lambda r: (formats.answer(r.obj) or "").strip()  # noqa: E731
+    if out.resolve() == src.resolve().parent and src.stem in SPLITS:
+        raise UserError(f"--out {out}: would overwrite {paths.rel(src)}; choose another folder")
+    where = assign([formats.row_text(r.obj) for r in rows],
+                   [label_of(r) for r in rows] if label_of else None,
+                   seed=seed, threshold=threshold)
+    out.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    result = SplitFiles()
+    for k, name in enumerate(SPLITS):
+        part = [r for r, w in zip(rows, where, strict=True) if w == k]
+        text = "".join(r.raw + "\n" for r in part)
+        (out / f"{name}.jsonl").write_text(text, encoding="utf-8")
+        digest.update(text.encode())
+        counts = dict(sorted(Counter(label_of(r) for r in part).items())) if label_of else {}
+        result.files.append((out / f"{name}.jsonl", len(part), counts))
+    result.digest = digest.hexdigest()[:16]
+    return result

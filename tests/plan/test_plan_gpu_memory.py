@@ -1,0 +1,95 @@
+"""scripts/bench/gpu_memory.py end to end on CPU at --scale tiny: the recipe's architecture class,
+method (4-bit bnb + LoRA, or a full fine-tune), checkpointing and optimiser really train."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clihelp import OFFLINE_ENV, ROOT
+
+SCRIPT = ROOT / "scripts" / "bench" / "gpu_memory.py"
+
+
+def run(recipe: str, out: Path, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--recipe", recipe, "--scale", "tiny", "--steps", "2",
+         "--json", str(out), *extra],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV}, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "plan (" in proc.stdout and "tokens/s" in proc.stdout
+    return json.loads(out.read_text())
+
+
+@pytest.mark.smoke
+def test_qlora_recipe_trains_a_tiny_4bit_twin(tmp_path):
+    r = run("mistral7b-qlora-support", tmp_path / "q.json")
+    m = r["measured"]
+    assert m["device"] == "cpu" and m["steps"] == 2 and m["finite_loss"]
+    assert all(math.isfinite(x) and x > 0 for x in m["losses"])
+    # 2 layers x 7 projections are bitsandbytes Linear4bit, and only LoRA weights train
+    assert m["quantized_layers"] == 2 * 7
+    assert 0 < m["trainable_params"] < m["total_params"]
+    assert m["tokens_per_s"] > 0
+    # the plan is computed for the same tiny architecture
+    assert r["plan"]["params"] < 1_000_000 and r["plan"]["peak_gb"] > 0
+    assert "weights" in r["plan"]["breakdown"]
+
+
+@pytest.mark.smoke
+def test_full_fine_tune_recipe_trains_every_weight(tmp_path):
+    r = run("qwen1.5b-full-triage", tmp_path / "f.json")
+    m = r["measured"]
+    assert m["finite_loss"] and m["quantized_layers"] == 0
+    assert m["trainable_params"] == m["total_params"]
+
+
+def test_gpu_measurements_become_calibration_points():
+    """What a GPU run measures is written in calibration.yaml's format and the bench reads it."""
+    import importlib.util
+
+    from tunebook.compose import compose_recipe
+
+    def load(name: str, path: Path):
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    gm = load("bench_gpu_memory", SCRIPT)
+    bench = load("bench_plan_for_points", ROOT / "scripts" / "bench" / "plan.py")
+    cfg = compose_recipe("mistral7b-qlora-support").config
+    measured = {"device": "NVIDIA H100 80GB HBM3", "attn": "sdpa", "steps": 4,
+                "sequence_len": 4096, "max_reserved_gib": 9.0,
+                "versions": {"torch": "2.13.0", "transformers": "5.16.1", "peft": "0.20.0",
+                             "bitsandbytes": "0.50.2", "flash-attn": "-"}}
+    cpu_only = {**measured}
+    del cpu_only["max_reserved_gib"]
+    points = gm.calibration_points("mistral7b-qlora-support", cfg,
+                                   [{"measured": measured}, {"measured": cpu_only}])
+    assert len(points) == 1  # CPU runs measure nothing comparable
+    point = points[0]
+    assert point["kind"] == "measured" and point["metric"] == "torch_reserved"
+    assert point["axolotl"]["sequence_len"] == 4096 and point["value_gib"] == 9.0
+    result = bench.evaluate(point)
+    expected = plan_peak_without_context(cfg, 4096)
+    assert result.estimate_gib == pytest.approx(expected)
+    assert result.error == pytest.approx(expected / 9.0 - 1)
+
+
+def plan_peak_without_context(cfg: dict, seq: int) -> float:
+    import copy
+
+    from tunebook.plan import estimate as plan
+
+    c = copy.deepcopy(cfg)
+    c["axolotl"]["sequence_len"] = seq
+    c["axolotl"]["attn_implementation"] = "sdpa"
+    return plan.estimate(c, "a100-80g", suggest=False).peak_gb - plan.CUDA_CONTEXT_GIB

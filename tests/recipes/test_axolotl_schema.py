@@ -1,0 +1,99 @@
+"""The axolotl: key check reads Axolotl's installed schema and never rejects a valid config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunebook import axolotl_schema
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "fixtures" / "axolotl-examples").glob("*.y*ml"))
+
+
+def test_schema_is_read_from_the_installed_package():
+    keys = axolotl_schema.axolotl_keys()
+    assert len(keys) > 300
+    assert {"lora_r", "load_in_4bit", "datasets", "deepspeed", "fsdp_config", "rl"} <= keys
+    assert "lora_rr" not in keys
+    assert {"field_messages", "roles_to_train", "field_chosen"} <= axolotl_schema.dataset_keys()
+
+
+def test_no_false_positives_on_axolotls_own_examples():
+    """Every key flagged in Axolotl's examples is one that validate_config drops silently."""
+    assert len(EXAMPLES) >= 50
+    flagged_total = 0
+    for file in EXAMPLES:
+        config = yaml.safe_load(file.read_text())
+        flagged = [k for k, _ in axolotl_schema.unknown_keys(config)]
+        if not flagged:
+            continue
+        kept = axolotl_schema.run_validate_config(config, file.name)
+        for key in flagged:
+            top = key.removeprefix("axolotl.").split(".")[0].split("[")[0]
+            if "[" in key:  # a dataset entry key: it must be gone from that entry
+                list_key, rest = top, key.split("].", 1)[1]
+                index = int(key.split("[")[1].split("]")[0])
+                entry = kept[list_key][index]
+                entry = entry if isinstance(entry, dict) else entry.model_dump()
+                assert entry.get(rest) is None, f"{file.name}: {key} is kept by Axolotl"
+            else:
+                assert top not in kept, f"{file.name}: {key} is kept by Axolotl"
+            flagged_total += 1
+    # Axolotl's examples do carry dead keys (e.g. the typo context_parapllel_size).
+    assert flagged_total >= 1
+
+
+@pytest.mark.parametrize("typo,expected", [("lora_rr", "lora_r"), ("micro_bach_size",
+                         "micro_batch_size"), ("sequense_len", "sequence_len")])
+def test_typos_are_caught_with_the_closest_key(typo, expected):
+    (key, message), = axolotl_schema.unknown_keys({typo: 1})
+    assert key == f"axolotl.{typo}" and f"'{expected}'" in message
+
+
+def test_key_index_is_cached_under_a_fingerprint_and_rebuilt_when_unusable(tmp_path, monkeypatch):
+    from tunebook import paths
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    axolotl_schema._key_index.cache_clear()
+    try:
+        fresh = axolotl_schema._read_schema()
+        keys = axolotl_schema.axolotl_keys()
+        (index,) = (tmp_path / "axolotl-keys").glob("*.json")
+        assert index.stem == axolotl_schema.fingerprint()
+        assert keys == frozenset(fresh["config"])
+        assert axolotl_schema.dataset_keys() == frozenset(fresh["datasets"])
+
+        index.write_text('{"config": ["only_this"]', encoding="utf-8")  # torn or hand-edited
+        axolotl_schema._key_index.cache_clear()
+        assert axolotl_schema.axolotl_keys() == keys  # unreadable: read again and rewritten
+        assert json.loads(index.read_text(encoding="utf-8"))["config"] == fresh["config"]
+
+        index.write_text(json.dumps({"config": ["a"], "datasets": ["b"]}), encoding="utf-8")
+        axolotl_schema._key_index.cache_clear()
+        assert axolotl_schema.axolotl_keys() == {"a"}  # a hit is used as is, no import
+    finally:
+        axolotl_schema._key_index.cache_clear()
+
+
+def test_fingerprint_follows_the_installed_schema_files(tmp_path, monkeypatch):
+    import importlib.util
+    import os
+
+    schemas = tmp_path / "axolotl" / "utils" / "schemas"
+    schemas.mkdir(parents=True)
+    (schemas / "config.py").write_text("x = 1\n")
+    spec = importlib.util.spec_from_file_location("axolotl", tmp_path / "axolotl" / "__init__.py",
+                                                  submodule_search_locations=[
+                                                      str(tmp_path / "axolotl")])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    first = axolotl_schema.fingerprint()
+    assert axolotl_schema.fingerprint() == first
+    (schemas / "config.py").write_text("x = 22\n")  # an edited (or upgraded) schema file
+    assert axolotl_schema.fingerprint() != first
+    second = axolotl_schema.fingerprint()
+    os.utime(schemas / "config.py", ns=(1, 1))  # same size, another mtime: a reinstall
+    assert axolotl_schema.fingerprint() != second
+
