@@ -1,4 +1,6 @@
-"""Every recipe found on disk composes, validates and reads like a recipe (STYLE.md habits)."""
+"""Every recipe found on disk composes, validates and reads like a recipe: the four-line header
+(purpose, the exact make line, planned hardware, suites and status), a short delta, and a
+`# why:` on every value that departs from its groups."""
 
 from __future__ import annotations
 

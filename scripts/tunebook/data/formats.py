@@ -5,7 +5,7 @@ instruction, ``prompt`` + ``chosen`` + ``rejected`` -> preference, ``prompt`` + 
 -> completion). Its JSON Schema lives in ``data-templates/<format>/schema.json`` (checked with
 jsonschema); what a schema cannot say -- system only first, user/assistant alternation, the last
 turn from the assistant, no empty assistant content (Axolotl silently drops such rows,
-reliability.md 2.3), chosen != rejected -- is checked here in Python.
+a known Axolotl pitfall), chosen != rejected -- is checked here in Python.
 
 Every problem is a ``(code, message)``; the gate adds the file and line.
 """

@@ -1,6 +1,6 @@
 """The data gate: no GPU time is spent on data that has not been checked.
 
-Two kinds of problem, two exit codes (DESIGN.md):
+Two kinds of problem, two exit codes (the CLI's: 2 invalid input, 1 a check said no):
 
 - **2, malformed**: the file cannot be read as its format -- not UTF-8, NUL bytes, a line that
   is not JSON, a JSON array in a ``.jsonl``, rows that break the format's schema or turn rules,

@@ -1,8 +1,8 @@
 """Exact and near-duplicate detection over short SFT texts.
 
 Why character 5-grams: prompts and replies are short, and word 5-grams miss obvious paraphrases
-of short prompts (shared/reference/reliability.md 4.1: "What is the refund window…" vs
-"What's the refund window…" is 0.40 on word-5 but 0.76 on char-5).
+of short prompts ("What is the refund window…" vs "What's the refund window…" is 0.40 on
+word-5 but 0.76 on char-5).
 
 Why our own signatures: datasketch's ``MinHash.update``/``update_batch`` hash every shingle in
 Python (SHA-1) and apply 128 permutations per shingle, O(shingles x perms) per row. Here every

@@ -3,8 +3,8 @@
 Decision (why not Presidio in the gate): presidio-analyzer's default engine needs a spaCy model
 it cannot download offline; with a blank spaCy pipeline only its pattern recognizers work (no
 names without NER), importing it pulls spaCy (and here torch) for several seconds, it costs
-milliseconds per row, and its URL/email recognizers reach for the network through tldextract
-(shared/reference/reliability.md 6). The gate must scan 100k rows in seconds, offline, so it
+milliseconds per row, and its URL/email recognizers reach for the network through tldextract.
+The gate must scan 100k rows in seconds, offline, so it
 uses the same validation Presidio's recognizers use, directly:
 
 - a cheap pre-filter: a row is scanned only when it has an ``@`` or a run of 8+ digits;

@@ -2,7 +2,7 @@
 
 Rows are grouped first, then groups are assigned: a near-duplicate cluster (char-5 Jaccard above
 the threshold, see ``neardup``) is one group, so near-copies can never sit on both sides of a
-split (reliability.md 4.2: "split by group before deduping"). For classification the groups are
+split (split by group before deduplicating). For classification the groups are
 split per label (stratified), so every split keeps the label mix. The order inside a label is a
 SHA-256 of the seed and the group's normalised text, not ``random``: the same file gives the
 same split on any machine and Python version.

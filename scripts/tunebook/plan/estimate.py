@@ -3,9 +3,9 @@
 Everything is arithmetic on the recipe itself: the architecture numbers in ``meta.model``, the
 method in ``meta.method.kind`` and ``axolotl.*``, the topology in ``launcher.*`` and the GPU table
 (``recipes/hardware/gpus.yaml``). The terms follow what PyTorch actually keeps alive in an
-Axolotl 0.19 / transformers 5 / PEFT 0.20 / bitsandbytes run (see ``MEMORY TERMS`` below and
-``/work/shared/reference/reliability.md`` section 8); ``make bench-plan`` compares the result with
-published measurements (``scripts/bench/calibration.yaml``).
+Axolotl 0.19 / transformers 5 / PEFT 0.20 / bitsandbytes run (see ``memory_terms`` below);
+``make bench-plan`` compares the result with published measurements
+(``scripts/bench/calibration.yaml``, each point with its source).
 
 Units: GiB (2**30 bytes) throughout; NVIDIA's "24 GB" cards hold 24 GiB, so the GPU table's
 ``memory_gb`` is read as GiB. JSON keys keep the ``_gb`` suffix the rest of tunebook uses.
