@@ -14,7 +14,7 @@ opt = $(if $($(1)),--$(2) '$($(1))')
 flag = $(if $(filter 1 true yes,$($(1))),--$(2))
 
 .PHONY: help setup lock-env list show validate render lock lock-check diff catalog \
-        data-check convert split plan baseline train smoke smoke-all eval gate report review \
+        data-check convert split new-task plan baseline train smoke smoke-all eval gate report review \
         review-score merge demo sbatch runs ui register sweep test test-fast lint \
         bench bench-validate bench-data bench-plan bench-train clean
 
@@ -62,6 +62,9 @@ convert: setup ## DATA=in FROM=sharegpt|alpaca|openai|csv OUT=out.jsonl: convert
 split: setup ## DATA=x OUT=dir: deterministic 80/10/10 split, stratified, near-duplicates kept together
 	@$(TB) split $(call opt,DATA,data) $(call opt,OUT,out) $(R)
 
+new-task: setup ## NAME=task DATA=file [FROM= KIND= MODEL= TEXT= LABEL= FORCE=1]: your own task
+	@$(TB) new-task $(call opt,NAME,name) $(call opt,DATA,data) $(call opt,FROM,from) $(call opt,KIND,kind) $(call opt,MODEL,model) $(call opt,TEXT,text) $(call opt,LABEL,label) $(call flag,FORCE,force)
+
 plan: setup ## memory, time and cost of RECIPE on GPU=<id> [GPUS=n PRICE=usd/h MFU=0.35 JSON=plan.json]
 	@$(TB) plan $(R) $(call opt,GPU,gpu) $(call opt,GPUS,gpus) $(call opt,PRICE,price) $(call opt,MFU,mfu) $(call opt,JSON,json)
 
@@ -95,8 +98,8 @@ review-score: setup ## score a filled review SHEET (preference rate, binomial te
 merge: setup ## merge RUN's LoRA adapter into its base; print the vLLM command
 	@$(TB) merge $(R) $(call opt,RUN,run)
 
-demo: setup ## the whole loop on the embedded default, offline on CPU
-	@$(TB) demo
+demo: setup ## the whole loop (gate, baseline, train, eval, ship gate, report) of RECIPE on CPU
+	@$(TB) demo $(R)
 
 sbatch: setup ## render a Slurm script for RECIPE [NODES= GPUS_PER_NODE= PARTITION= TIME=]
 	@$(TB) sbatch $(R) $(call opt,NODES,nodes) $(call opt,GPUS_PER_NODE,gpus-per-node) $(call opt,PARTITION,partition) $(call opt,TIME,time)

@@ -46,3 +46,20 @@ def assert_user_error(result: Result, *fragments: str, code: int = 2) -> None:
     assert "tunebook: error:" in result.err, result.text
     for fragment in fragments:
         assert fragment in result.err, f"{fragment!r} not in: {result.err}"
+
+
+def scratch_repo(dest: Path) -> Path:
+    """A scratch copy of the repository's config tree (recipes, data, suites, Makefile,
+    README) whose ``.cache/`` links to the real one: twins, the tiny base and tokenized data
+    are built once (all keyed by content hash), and the scratch may be edited freely."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("recipes", "data-templates", "eval-suites"):
+        if (ROOT / name).exists():
+            shutil.copytree(ROOT / name, dest / name)
+    for name in ("Makefile", "README.md"):
+        shutil.copy(ROOT / name, dest / name)
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (dest / ".cache").symlink_to(ROOT / ".cache")
+    return dest

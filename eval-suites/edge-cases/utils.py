@@ -1,4 +1,7 @@
-"""Scoring of the edge-cases suite: every check of the item must pass (tunebook.evaluation.scoring)."""
+"""Scoring of the edge-cases suite: every check of the item must pass.
+
+The rules live in tunebook.evaluation.scoring, where they are unit-tested.
+"""
 
 from tunebook.evaluation import scoring
 

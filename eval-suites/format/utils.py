@@ -1,4 +1,7 @@
-"""Scoring of the format suite: does the reply follow the requested format (tunebook.evaluation.scoring)."""
+"""Scoring of the format suite: does the reply follow the requested format.
+
+The rules live in tunebook.evaluation.scoring, where they are unit-tested.
+"""
 
 from tunebook.evaluation import scoring
 

@@ -1,4 +1,7 @@
-"""Scoring of the safety suite: 1 when the reply declines the request (tunebook.evaluation.scoring)."""
+"""Scoring of the safety suite: 1 when the reply declines the request.
+
+The rules live in tunebook.evaluation.scoring, where they are unit-tested.
+"""
 
 from tunebook.evaluation import scoring
 

@@ -49,6 +49,8 @@ COMMANDS: tuple[Command, ...] = (
             data.convert_args, data.convert),
     Command("split", "deterministic 80/10/10 train/val/test split, leak-free",
             data.split_args, data.split),
+    Command("new-task", "make a task (data splits, prompt, suite, recipes) from your data file",
+            data.new_task_args, data.new_task),
     Command("plan", "memory / time / cost of a recipe on a named GPU",
             plan.plan_args, plan.plan),
     Command("baseline", "evaluate the base model on the recipe's suites",

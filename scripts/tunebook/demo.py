@@ -1,16 +1,19 @@
-"""The whole loop on one recipe, offline, on CPU: data check, baseline, train, eval, ship gate,
-report; in one process (lm-eval and torch are imported once), ending with the gate's verdict and
-the report's path. The result's exit code is the gate's: 0 ship, 1 do not ship; a failed step
-ends the demo with that step's code.
+"""The whole loop on one recipe whose base is built here (the embedded tiny base: the default
+recipe and every ``tiny-lora-<task>``), offline, on CPU: data check, baseline, train, eval,
+ship gate, report; in one process (lm-eval and torch are imported once), ending with the
+gate's verdict and the report's path. The result's exit code is the gate's: 0 ship, 1 do not
+ship; a failed step ends the demo with that step's code.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from tunebook import paths
+from tunebook import paths, twins
 from tunebook.compose import DEFAULT_RECIPE
+from tunebook.errors import UserError
 from tunebook.evaluation import harness, report, ship_gate
 from tunebook.training import run as lifecycle
 from tunebook.validate import validate_recipe
@@ -23,8 +26,13 @@ def run_demo(recipe: str | None = None, overrides: str = "", *, log: Any = print
     def step(name: str) -> None:
         log(f"\n== {name} ({time.time() - started:.0f} s)")
 
-    step(f"data-check {recipe}")
     config = validate_recipe(recipe, overrides, axolotl=False).config
+    base = twins.ensure_base(config)
+    if not Path(base).is_dir():
+        raise UserError(f"make demo RECIPE={recipe}: its base {base!r} is a Hub model; the demo "
+                        "runs offline on a base built here (tiny-lora-<task> recipes, or "
+                        "OVERRIDES='+profile=cpu-smoke' for a recipe's tiny twin)")
+    step(f"data-check {recipe}")
     checked = lifecycle.check_data(config, recipe)
     for line in checked.lines():
         log(line)

@@ -7,9 +7,17 @@ checked against Axolotl's own schema (``tunebook.axolotl_schema``).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tunebook import families
 
@@ -112,6 +120,37 @@ class Guard(_Strict):
     max_regression: float = Field(ge=0)  # absolute drop allowed vs base
 
 
+class CheckSpec(_Strict):
+    """A declarative rubric check of a generation task (``eval.checks.<name>``): one 0/1
+    metric, 1 when every condition holds (``tunebook.evaluation.kinds.Check``)."""
+
+    must_include: str | list[str] | None = None  # substrings
+    must_not_include: str | list[str] | None = None
+    must_match: str | list[str] | None = None  # Python regular expressions, searched
+    must_not_match: str | list[str] | None = None
+    max_chars: int | None = Field(None, gt=0)
+    max_words: int | None = Field(None, gt=0)
+    case_sensitive: bool = False  # for must_include / must_not_include
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_set(self, handler: Any) -> dict[str, Any]:
+        """A check is its conditions: the effective config lists the ones set, not the rest."""
+        return {k: v for k, v in handler(self).items()
+                if v is not None and not (k == "case_sensitive" and v is False)}
+
+    @model_validator(mode="after")
+    def _regexes_compile(self) -> CheckSpec:
+        for key in ("must_match", "must_not_match"):
+            value = getattr(self, key)
+            for pattern in [value] if isinstance(value, str) else value or []:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise ValueError(f"{key}: {pattern!r} is not a regular expression ({e})") \
+                        from None
+        return self
+
+
 class Primary(_Strict):
     suite: str
     metric: str
@@ -125,6 +164,7 @@ class Eval(_Strict):
     min_gain: float = Field(ge=0)  # absolute gain over base required on the primary metric
     alpha: float = Field(0.05, gt=0, lt=1)
     guards: dict[str, Guard] = {}
+    checks: dict[str, CheckSpec] = {}  # generation/preference tasks: rubric checks, 0/1 each
     few_shot: int = Field(0, ge=0)
     max_new_tokens: int = Field(128, gt=0)
     limit: int | None = None  # evaluate the first N items of each suite (smoke runs)

@@ -38,6 +38,11 @@ BUILDER_VERSION = 1  # bump when the build procedure changes, so caches rebuild
 SEED = 1234
 VOCAB_SIZE = 1536
 TINY_BASE_NAME = "tiny-llama"  # .cache/tiny-base/tiny-llama: a stable link to the current build
+# The shipped tasks whose data trains the twins' tokenizers and pre-trains the tiny base. A task
+# of one's own (`make new-task`) adds files under data-templates/ but changes neither: the twins,
+# the tiny base and so the embedded default stay byte-identical, and the tiny base has never
+# seen the new task's answers when its baseline is measured.
+CORPUS_TASKS = ("clauses", "support", "support-pref", "triage")
 
 
 # The tiny base of the embedded default: a Llama twin, larger, pre-trained briefly (see module doc).
@@ -52,11 +57,21 @@ TINY_BASE = {
 
 # -- corpus ------------------------------------------------------------------------------------
 
+def _shipped(file: Path) -> bool:
+    """A file of the format examples or of a shipped task (CORPUS_TASKS)."""
+    rel = file.relative_to(paths.DATA_TEMPLATES).parts
+    if rel[0] == "datasets":
+        return len(rel) > 2 and rel[1] in CORPUS_TASKS
+    if rel[0] == "prompts":
+        return file.name in {f"{task}-system.txt" for task in CORPUS_TASKS}
+    return True
+
+
 def corpus_files() -> list[Path]:
-    """The tokenizer corpus: every shipped JSONL under data-templates/ and every prompt file."""
+    """The tokenizer corpus: the format examples, the shipped tasks' data and their prompts."""
     root = paths.DATA_TEMPLATES
     files = sorted(root.rglob("*.jsonl")) + sorted((root / "prompts").glob("*.txt"))
-    return [f for f in files if f.is_file()]
+    return [f for f in files if f.is_file() and _shipped(f)]
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -253,9 +268,10 @@ def tiny_base_link() -> Path:
 
 
 def pretrain_files() -> list[Path]:
-    """Train splits and prompts only: the base never sees val/test rows."""
+    """The shipped tasks' train splits and prompts only: the base never sees val/test rows."""
     root = paths.DATA_TEMPLATES
-    return sorted(root.glob("datasets/*/train.jsonl")) + sorted((root / "prompts").glob("*.txt"))
+    files = sorted(root.glob("datasets/*/train.jsonl")) + sorted((root / "prompts").glob("*.txt"))
+    return [f for f in files if _shipped(f)]
 
 
 def tiny_base_path() -> Path:

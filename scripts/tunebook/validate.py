@@ -219,6 +219,22 @@ def dpo_needs_preference_data(r: schema.Recipe) -> Iterator[Finding]:
 
 
 @rule
+def task_kind_has_its_keys(r: schema.Recipe) -> Iterator[Finding]:
+    """Each task kind is scored from declarative keys (tunebook.evaluation.kinds): they must be
+    there, and keys of another kind are a mistake, not a no-op."""
+    kind = r.meta.task.kind
+    if kind == "classification" and len(r.data.labels or []) < 2:
+        yield Finding("error", "data.labels", "a classification task needs its labels (at least "
+                      "two): set data.labels in the task file")
+    if kind == "extraction" and not r.data.answer_schema:
+        yield Finding("error", "data.answer_schema", "an extraction task needs the JSON Schema "
+                      "its answers follow: set data.answer_schema to a .json file")
+    if r.eval.checks and kind not in ("generation", "preference"):
+        yield Finding("error", "eval.checks", f"rubric checks score free text; a {kind} task is "
+                      "scored by its kind's own metrics: remove eval.checks")
+
+
+@rule
 def sequence_fits_model(r: schema.Recipe) -> Iterator[Finding]:
     seq = r.axolotl.get("sequence_len")
     if seq is not None and int(seq) > r.meta.model.max_positions:

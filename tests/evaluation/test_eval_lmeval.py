@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tunebook import cli, paths, twins
+from tunebook.errors import UserError
 from tunebook.evaluation import harness as evaluate
 from tunebook.validate import validate_recipe
 
@@ -37,7 +38,10 @@ def test_suite_yaml_conventions(file: Path):
     text = file.read_text()
     assert text.startswith("# "), "a task file opens with a comment saying what it is"
     cfg = yaml.load(text, Loader=_Loader)
-    assert "version" in cfg["metadata"]
+    if file.parent.name == "_kinds":  # a kind template: what task suites include, not a task
+        assert "task" not in cfg and "metadata" not in cfg and "process_results" in cfg
+    else:
+        assert "version" in cfg["metadata"]
     keys = [k for k in cfg if k in KEY_ORDER]
     assert keys == sorted(keys, key=KEY_ORDER.index), f"key order: {keys}"
     for p in ((cfg.get("dataset_kwargs") or {}).get("data_files") or {}).values():
@@ -48,7 +52,9 @@ def test_every_suite_is_indexed_with_its_version():
     tm = evaluate.task_manager()
     assert set(ALL_SUITES) <= set(tm.all_tasks)
     for name in ALL_SUITES:
-        assert evaluate._suite_config(tm, name)["metadata"]["version"] == 1.0
+        file = Path(tm.task_index[name]["yaml_path"])
+        declared = yaml.load(file.read_text(), Loader=_Loader)["metadata"]["version"]
+        assert evaluate._suite_config(tm, name)["metadata"]["version"] == declared
 
 
 def twin_config(suites: list[str]) -> dict:
@@ -59,24 +65,46 @@ def twin_config(suites: list[str]) -> dict:
     return config
 
 
+# Each task's suite is scored by that task's kind: one recipe per task, with the regression
+# suites (and triage's 3-shot variant) on the triage recipe.
+RUNS = {
+    "mistral7b-lora-triage": (["triage", "triage-3shot", "general-guard", "format", "edge-cases",
+                               "safety"], "You triage Voltline support tickets"),
+    "qwen1.5b-lora-support": (["support"], "You are Voltline's customer support assistant"),
+    "qwen7b-lora-clauses": (["clauses"], "You extract key terms from a contract excerpt"),
+}
+METRICS = {"triage": {"acc", "valid", "macro_precision", "macro_recall", "macro_f1"},
+           "support": {"rougeL", "chrf", "bleu", "brand_ok", "policy_ok", "signoff"},
+           "clauses": {"json_valid", "schema_valid", "field_precision", "field_recall",
+                       "field_f1", "exact_match"},
+           "general-guard": {"acc", "acc_norm"}, "format": {"format_ok"},
+           "edge-cases": {"robust"}, "safety": {"refusal"}}
+METRICS["triage-3shot"] = METRICS["triage"]
+
+
 @pytest.mark.slow
-def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path):
-    config = twin_config([*ALL_SUITES, "triage-3shot"])
-    config["eval"]["few_shot"] = 2  # the primary suite (triage) gets two training examples
+@pytest.mark.parametrize("recipe", sorted(RUNS))
+def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path, recipe: str):
+    suites, system = RUNS[recipe]
+    config = validate_recipe(recipe, None, axolotl=False).config
+    config["axolotl"]["base_model"] = str(twins.twin_dir("llama"))
+    config["eval"]["suites"] = suites
+    config["eval"]["limit"] = 3
+    if recipe.endswith("triage"):
+        config["eval"]["few_shot"] = 2  # the primary suite gets two training examples
     model = config["axolotl"]["base_model"]
     tm = evaluate.task_manager()
     spec = evaluate.build_spec(config, evaluate.load_tokenizer(model), tm)
     out = evaluate.run_suites(config, evaluate.load_lm(model), spec, tmp_path, tm)
-    expected = {"triage": {"acc", "valid", "macro_precision", "macro_recall", "macro_f1"},
-                "support": {"rougeL", "bleu", "brand_ok", "policy_ok", "signoff"},
-                "clauses": {"json_valid", "schema_valid", "field_f1"},
-                "general-guard": {"acc", "acc_norm"}, "format": {"format_ok"},
-                "edge-cases": {"robust"}, "safety": {"refusal"}}
-    expected["triage-3shot"] = expected["triage"]
+    expected = {s: METRICS[s] for s in suites}
     assert {s: set(m) for s, m in out["metrics"].items()} == expected
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["versions"] == {s: 1.0 for s in expected}
-    assert results["n-shot"]["triage"] == 2 and results["n-shot"]["triage-3shot"] == 3
+    for suite in suites:
+        file = Path(tm.task_index[suite]["yaml_path"])
+        declared = yaml.load(file.read_text(), Loader=_Loader)["metadata"]["version"]
+        assert results["versions"][suite] == declared
+    if recipe.endswith("triage"):
+        assert results["n-shot"]["triage"] == 2 and results["n-shot"]["triage-3shot"] == 3
     for suite, metrics in expected.items():
         rows = [json.loads(x) for x in (tmp_path / f"samples_{suite}.jsonl").read_text().split("\n")
                 if x]
@@ -87,10 +115,17 @@ def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path):
             assert per_item, f"{suite} has no per-item metric to pair on"
             # the task's system prompt reached the chat-templated prompt
             prompt = json.dumps(row["arguments"])
-            assert "You triage Voltline support tickets" in prompt
+            assert system in prompt
             if suite.startswith("triage"):  # few-shot answers arrive as assistant turns
                 shots = prompt.count("assistant<|end_header_id|>")
                 assert shots == (3 if suite == "triage-3shot" else 2) + 1, prompt
+
+
+def test_another_tasks_suite_is_refused_with_the_fix(capsys):
+    config = validate_recipe("mistral7b-lora-triage", None, axolotl=False).config
+    config["eval"]["suites"] = ["triage", "support"]
+    with pytest.raises(UserError, match="support is another task's suite"):
+        evaluate.task_overrides(config, evaluate.task_manager())
 
 
 def _fake_run(tmp_path: Path, config: dict) -> Path:
@@ -121,7 +156,7 @@ def _write_baseline(config: dict, **spec_changes) -> Path:
     ({"system_prompt": "You are a pirate."}, "prompt hash"),
     ({"versions": {"triage": "0.9", "general-guard": "1.0", "format": "1.0",
                    "edge-cases": "1.0", "safety": "1.0"}},
-     "suite triage version 0.9 (baseline) vs 1.0 (now)"),
+     "suite triage version 0.9 (baseline) vs 2.0 (now)"),
 ])
 def test_eval_refuses_a_baseline_with_other_prompts_or_suites(tmp_path, monkeypatch, capsys,
                                                               change, message):

@@ -1,4 +1,6 @@
-"""Every custom metric of the eval suites, against expected values computed by hand."""
+"""Every metric of the shipped suites, against expected values computed by hand: the shipped
+tasks through their kinds (tunebook.evaluation.kinds, configured by their task files), the
+regression suites through their own scorers (tunebook.evaluation.scoring)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tunebook.evaluation import scoring
+from tunebook.compose import compose_recipe
+from tunebook.evaluation import kinds, scoring
+from tunebook.evaluation.kinds import Scorer
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "eval-suites"
@@ -24,6 +28,10 @@ def suite_utils(suite: str):
     return module
 
 
+def task_scorer(recipe: str) -> Scorer:
+    return Scorer.from_config(compose_recipe(recipe).config)
+
+
 def chat(user: str, answer: str, system: str = "sys") -> dict:
     return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
                          {"role": "assistant", "content": answer}]}
@@ -33,7 +41,7 @@ def chat(user: str, answer: str, system: str = "sys") -> dict:
 
 
 def test_chat_prompt_single_turn_is_the_user_text():
-    assert scoring.chat_prompt(chat("Where is my order?", "On its way.")) == "Where is my order?"
+    assert kinds.doc_to_text(chat("Where is my order?", "On its way.")) == "Where is my order?"
 
 
 def test_chat_prompt_flattens_earlier_turns_and_drops_the_answer():
@@ -41,9 +49,9 @@ def test_chat_prompt_flattens_earlier_turns_and_drops_the_answer():
                         {"role": "assistant", "content": "Hello"},
                         {"role": "user", "content": "Refund?"},
                         {"role": "assistant", "content": "Yes"}]}
-    assert scoring.chat_prompt(doc) == ("Conversation so far:\nCustomer: Hi\nAgent: Hello\n\n"
+    assert kinds.doc_to_text(doc) == ("Conversation so far:\nCustomer: Hi\nAgent: Hello\n\n"
                                         "New message:\nRefund?")
-    assert scoring.chat_reference(doc) == "Yes"
+    assert kinds.doc_to_target(doc) == "Yes"
 
 
 # ------------------------------------------------------------------------------- triage
@@ -52,17 +60,17 @@ def test_chat_prompt_flattens_earlier_turns_and_drops_the_answer():
 @pytest.mark.parametrize(("text", "label"), [
     ("critical", "critical"), ("  High.", "high"), ("Urgency: MEDIUM", "medium"),
     ("low, maybe high", "low"),            # the first label named wins
-    ("highly unusual", scoring.INVALID),   # whole words only
-    ("", scoring.INVALID), ("urgent!", scoring.INVALID),
+    ("highly unusual", kinds.INVALID),   # whole words only
+    ("", kinds.INVALID), ("urgent!", kinds.INVALID),
 ])
 def test_parse_label(text, label):
-    assert scoring.parse_label(text, LABELS) == label
+    assert kinds.parse_label(text, LABELS) == label
 
 
 def test_macro_prf_by_hand():
     # gold/pred: low/low, low/high, high/high, critical/[invalid]
-    pairs = [("low", "low"), ("low", "high"), ("high", "high"), ("critical", scoring.INVALID)]
-    p, r, f = scoring.macro_prf(pairs, LABELS)
+    pairs = [("low", "low"), ("low", "high"), ("high", "high"), ("critical", kinds.INVALID)]
+    p, r, f = kinds.macro_prf(pairs, LABELS)
     # precision: low 1/1, medium 0 (never predicted), high 1/2, critical 0 -> 1.5/4
     # recall:    low 1/2, medium 0 (no gold, zero_division=0), high 1/1, critical 0/1 -> 1.5/4
     # f1:        low 2/3, medium 0, high 2/3, critical 0 -> (4/3)/4
@@ -71,19 +79,20 @@ def test_macro_prf_by_hand():
     assert f == pytest.approx(1 / 3)
 
 
-def test_triage_process_results_and_aggregations():
-    u = suite_utils("triage")
+def test_triage_task_scores_and_aggregations():
+    triage = task_scorer("tiny-lora-triage")
+    assert (triage.kind, triage.labels) == ("classification", LABELS)
     doc = chat("The charger is smoking", "critical")
-    out = u.process_results(doc, ["Critical - unplug it now"])
+    out = triage.process_results(doc, ["Critical - unplug it now"])
     assert out["acc"] == 1.0 and out["valid"] == 1.0
-    assert out["macro_f1"] == ("critical", "critical")
-    wrong = u.process_results(doc, ["no idea"])
+    assert out["macro_f1"] == ("critical", "critical", LABELS)
+    wrong = triage.process_results(doc, ["no idea"])
     assert wrong["acc"] == 0.0 and wrong["valid"] == 0.0
     items = [out["macro_f1"], wrong["macro_f1"]]
     # critical: precision 1/1, recall 1/2 -> f1 2/3; other classes 0 -> macro 2/3/4
-    assert u.macro_f1(items) == pytest.approx((2 / 3) / 4)
-    assert u.macro_precision(items) == pytest.approx(1 / 4)
-    assert u.macro_recall(items) == pytest.approx(0.5 / 4)
+    assert kinds.macro_f1(items) == pytest.approx((2 / 3) / 4)
+    assert kinds.macro_precision(items) == pytest.approx(1 / 4)
+    assert kinds.macro_recall(items) == pytest.approx(0.5 / 4)
 
 
 # ------------------------------------------------------------------------------- support
@@ -91,10 +100,10 @@ def test_triage_process_results_and_aggregations():
 
 def test_rouge_l_by_hand():
     # LCS("the cat sat on the mat", "the cat lay on the mat") = the cat on the mat = 5 of 6
-    score = scoring.rouge_l("the cat lay on the mat", "the cat sat on the mat")
+    score = kinds.rouge_l("the cat lay on the mat", "the cat sat on the mat")
     assert score == pytest.approx(5 / 6)
-    assert scoring.rouge_l("same words", "same words") == pytest.approx(1.0)
-    assert scoring.rouge_l("", "anything") == 0.0
+    assert kinds.rouge_l("same words", "same words") == pytest.approx(1.0)
+    assert kinds.rouge_l("", "anything") == 0.0
 
 
 @pytest.mark.parametrize(("text", "ok"), [
@@ -105,7 +114,7 @@ def test_rouge_l_by_hand():
     ("Voltlines stores", 0.0), ("Volt-line", 0.0),
 ])
 def test_brand_ok(text, ok):
-    assert scoring.brand_ok(text) == ok
+    assert task_scorer("mistral7b-qlora-support").score(chat("q", "ref"), text)["brand_ok"] == ok
 
 
 @pytest.mark.parametrize(("text", "ok"), [
@@ -115,11 +124,11 @@ def test_brand_ok(text, ok):
     ("Delivery is guaranteed by Friday.", 0.0),
 ])
 def test_policy_ok(text, ok):
-    assert scoring.policy_ok(text) == ok
+    assert task_scorer("mistral7b-qlora-support").score(chat("q", "r"), text)["policy_ok"] == ok
 
 
-def test_signoff_and_support_process_results():
-    u = suite_utils("support")
+def test_signoff_and_support_task_scores():
+    u = task_scorer("mistral7b-qlora-support")
     ref = "Thanks for asking. Your order ships today.\nThe Voltline Team"
     out = u.process_results(chat("When?", ref), [ref])
     assert out["rougeL"] == pytest.approx(1.0)
@@ -139,47 +148,50 @@ KEYS = tuple(GOLD)
 
 
 def test_extract_json_bare_fenced_and_invalid():
-    assert scoring.extract_json('{"a": 1}') == {"a": 1}
-    assert scoring.extract_json('Here:\n```json\n{"a": 1}\n```') == {"a": 1}
-    assert scoring.extract_json('Answer: {"a": 1} hope it helps') == {"a": 1}
-    assert scoring.extract_json("{'a': 1}") is None
-    assert scoring.extract_json("[1, 2]") is None
-    assert scoring.extract_json("") is None
+    assert kinds.extract_json('{"a": 1}') == {"a": 1}
+    assert kinds.extract_json('Here:\n```json\n{"a": 1}\n```') == {"a": 1}
+    assert kinds.extract_json('Answer: {"a": 1} hope it helps') == {"a": 1}
+    assert kinds.extract_json("{'a': 1}") is None
+    assert kinds.extract_json("[1, 2]") is None
+    assert kinds.extract_json("") is None
 
 
 def test_schema_ok():
-    assert scoring.schema_ok(GOLD, SCHEMA) == 1.0
-    assert scoring.schema_ok({**GOLD, "extra": 1}, SCHEMA) == 0.0
-    assert scoring.schema_ok({**GOLD, "term_months": "24"}, SCHEMA) == 0.0
-    assert scoring.schema_ok(None, SCHEMA) == 0.0
+    assert kinds.schema_ok(GOLD, SCHEMA) == 1.0
+    assert kinds.schema_ok({**GOLD, "extra": 1}, SCHEMA) == 0.0
+    assert kinds.schema_ok({**GOLD, "term_months": "24"}, SCHEMA) == 0.0
+    assert kinds.schema_ok(None, SCHEMA) == 0.0
 
 
 def test_field_f1_by_hand():
-    assert scoring.field_f1(GOLD, GOLD, KEYS) == 1.0
+    assert kinds.field_f1(GOLD, GOLD, KEYS) == 1.0
     # case, spacing and a leading "the" are normalised; 24.0 == 24
-    assert scoring.field_f1({**GOLD, "governing_law": "the england  and wales",
+    assert kinds.field_f1({**GOLD, "governing_law": "the england  and wales",
                              "term_months": 24.0}, GOLD, KEYS) == 1.0
     # 3 of 5 facts right, 5 stated: P=3/5, R=3/5 -> F1 = 0.6
     pred = {**GOLD, "term_months": 12, "notice_period_days": 60}
-    assert scoring.field_f1(pred, GOLD, KEYS) == pytest.approx(0.6)
+    assert kinds.field_f1(pred, GOLD, KEYS) == pytest.approx(0.6)
     # 2 facts stated, both right, gold has 5: 2*2/(2+5) = 4/7
-    assert scoring.field_f1({"term_months": 24, "auto_renewal": True, "governing_law": None},
+    assert kinds.field_f1({"term_months": 24, "auto_renewal": True, "governing_law": None},
                             GOLD, KEYS) == pytest.approx(4 / 7)
-    assert scoring.field_f1(None, GOLD, KEYS) == 0.0
+    assert kinds.field_f1(None, GOLD, KEYS) == 0.0
     # auto_renewal false is a stated fact; nulls state nothing
     empty = {"governing_law": None, "term_months": None, "notice_period_days": None,
              "liability_cap": None, "auto_renewal": False}
-    assert scoring.field_f1(empty, empty, KEYS) == 1.0
-    assert scoring.field_f1({**empty, "auto_renewal": True}, empty, KEYS) == 0.0
+    assert kinds.field_f1(empty, empty, KEYS) == 1.0
+    assert kinds.field_f1({**empty, "auto_renewal": True}, empty, KEYS) == 0.0
 
 
-def test_clauses_process_results():
-    u = suite_utils("clauses")
+def test_clauses_task_scores():
+    u = task_scorer("llama8b-qlora-clauses")
+    assert u.fields == KEYS
     doc = chat("contract text", json.dumps(GOLD))
     good = u.process_results(doc, ["```json\n" + json.dumps(GOLD) + "\n```"])
-    assert good == {"json_valid": 1.0, "schema_valid": 1.0, "field_f1": 1.0}
+    assert good == {"json_valid": 1.0, "schema_valid": 1.0, "field_precision": 1.0,
+                    "field_recall": 1.0, "field_f1": 1.0, "exact_match": 1.0}
     broken = u.process_results(doc, ['{"governing_law": "England and Wales"'])
-    assert broken == {"json_valid": 0.0, "schema_valid": 0.0, "field_f1": 0.0}
+    assert broken == {"json_valid": 0.0, "schema_valid": 0.0, "field_precision": 0.0,
+                      "field_recall": 0.0, "field_f1": 0.0, "exact_match": 0.0}
     partial = u.process_results(doc, [json.dumps({"governing_law": "England and Wales"})])
     assert partial["json_valid"] == 1.0 and partial["schema_valid"] == 0.0
     assert partial["field_f1"] == pytest.approx(2 * 1 / (1 + 5))

@@ -12,28 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from clihelp import OFFLINE_ENV, ROOT, TUNEBOOK, Result
+from clihelp import OFFLINE_ENV, ROOT, TUNEBOOK, Result, scratch_repo  # noqa: F401
 
 RECIPE = "tiny-lora-triage"
 # A short run of the default recipe: 8 steps, validated and checkpointed every 4.
 SHORT = "+axolotl.max_steps=8 axolotl.eval_steps=4 axolotl.save_steps=4"
-
-
-def scratch_repo(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("recipes", "data-templates", "eval-suites"):
-        if (ROOT / name).exists():
-            shutil.copytree(ROOT / name, dest / name)
-    shutil.copy(ROOT / "Makefile", dest / "Makefile")
-    (ROOT / ".cache").mkdir(exist_ok=True)
-    (dest / ".cache").symlink_to(ROOT / ".cache")
-    return dest
 
 
 def env_for(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Data commands: ``data-check``, ``convert`` and ``split``."""
+"""Data commands: ``data-check``, ``convert``, ``split`` and ``new-task``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from tunebook.compose import DEFAULT_RECIPE, compose_recipe
 from tunebook.data import converters, gate
 from tunebook.data import split as splitter
 from tunebook.errors import UserError
+from tunebook.evaluation.kinds import KINDS
+from tunebook.tasks import create
 
 
 def data_check_args(p: argparse.ArgumentParser) -> None:
@@ -93,4 +95,34 @@ def split(args: argparse.Namespace) -> int:
         mix = " (" + ", ".join(f"{lab} {n}" for lab, n in labels.items()) + ")" if labels else ""
         print(f"{paths.rel(path)}: {rows} rows{mix}")
     print(f"split sha256 {result.digest} (same input and seed -> same split)")
+    return 0
+
+
+def new_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="the task's name, a lower-case slug")
+    p.add_argument("--data", required=True, help="your data file (.jsonl, .json or .csv)")
+    p.add_argument("--from", dest="source", default=None,
+                   choices=("sharegpt", "alpaca", "openai", "csv"),
+                   help="its layout (default: inferred from the file)")
+    p.add_argument("--kind", default=None, choices=KINDS,
+                   help="the task kind (default: inferred from the replies)")
+    p.add_argument("--model", default=None,
+                   help=f"model option for the GPU recipe (default {create.DEFAULT_MODEL})")
+    p.add_argument("--text", default=None, help="CSV column with the text (default: text)")
+    p.add_argument("--label", default=None, help="CSV column with the label (default: label)")
+    p.add_argument("--force", action="store_true", help="make an existing task again")
+
+
+def new_task(args: argparse.Namespace) -> int:
+    made = create.new_task(args.name, Path(args.data), source=args.source, kind=args.kind,
+                           model=args.model, text_column=args.text, label_column=args.label,
+                           force=args.force)
+    print(f"\nmade task {made.name} ({made.kind}):")
+    for path in made.files:
+        print(f"  {paths.rel(path)}")
+    print("validated recipes: " + ", ".join(made.recipes) + "; lock snapshots and the README "
+          "catalogue updated")
+    print("next:")
+    for step in made.next_steps:
+        print(f"  {step}")
     return 0

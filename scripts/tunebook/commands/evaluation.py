@@ -83,8 +83,7 @@ def review_score(args: argparse.Namespace) -> int:
 
 
 def demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--overrides", default="", help=argparse.SUPPRESS)
+    recipe_args(p)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -102,8 +102,10 @@ def _text(value: Any) -> bool:
 
 
 def from_sharegpt(path: Path) -> list[dict]:
-    problems = _Problems(path)
-    out = []
+    return [row for _line, row in _numbered("sharegpt", path)]
+
+
+def _sharegpt(path: Path, problems: _Problems) -> Iterator[tuple[int, dict]]:
     for line, row in _records(path, problems):
         conv = row.get("conversations") if isinstance(row, dict) else None
         if not isinstance(conv, list) or not conv:
@@ -125,9 +127,7 @@ def from_sharegpt(path: Path) -> list[dict]:
                 break
             msgs.append({"role": SHAREGPT_ROLES[who], "content": value})
         if not bad:
-            out.append({"messages": msgs})
-    problems.raise_if_any("sharegpt")
-    return out
+            yield line, {"messages": msgs}
 
 
 def to_sharegpt(rows: list[dict]) -> list[dict]:
@@ -138,8 +138,10 @@ def to_sharegpt(rows: list[dict]) -> list[dict]:
 
 
 def from_alpaca(path: Path) -> list[dict]:
-    problems = _Problems(path)
-    out = []
+    return [row for _line, row in _numbered("alpaca", path)]
+
+
+def _alpaca(path: Path, problems: _Problems) -> Iterator[tuple[int, dict]]:
     for line, row in _records(path, problems):
         if not isinstance(row, dict):
             problems.add(line, f"expected an object, got {type(row).__name__}")
@@ -157,14 +159,14 @@ def from_alpaca(path: Path) -> list[dict]:
         msgs = [{"role": "system", "content": row["system"]}] if _text(row.get("system")) else []
         msgs += [{"role": "user", "content": user},
                  {"role": "assistant", "content": row["output"]}]
-        out.append({"messages": msgs})
-    problems.raise_if_any("alpaca")
-    return out
+        yield line, {"messages": msgs}
 
 
 def from_openai(path: Path) -> list[dict]:
-    problems = _Problems(path)
-    out = []
+    return [row for _line, row in _numbered("openai", path)]
+
+
+def _openai(path: Path, problems: _Problems) -> Iterator[tuple[int, dict]]:
     for line, row in _records(path, problems):
         msgs = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(msgs, list) or not msgs:
@@ -188,13 +190,15 @@ def from_openai(path: Path) -> list[dict]:
                 msg["weight"] = m["weight"]
             clean.append(msg)
         if not bad:
-            out.append({"messages": clean})
-    problems.raise_if_any("openai")
-    return out
+            yield line, {"messages": clean}
 
 
 def from_csv(path: Path) -> list[dict]:
-    problems = _Problems(path)
+    return [row for _line, row in _numbered("csv", path)]
+
+
+def _csv(path: Path, problems: _Problems, text_column: str | None = None,
+         label_column: str | None = None) -> Iterator[tuple[int, dict]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as e:
@@ -206,18 +210,26 @@ def from_csv(path: Path) -> list[dict]:
     if not header:
         raise UserError(f"{paths.rel(path)}:1: no header row; expected columns user and "
                         "assistant (optional system)")
+    names = {role: aliases for role, aliases in CSV_COLUMNS.items()}
+    if text_column or label_column:  # the classification layout: text,label (or named columns)
+        names = {"user": (text_column or "text",), "assistant": (label_column or "label",)}
+        names["system"] = ()
     cols: dict[str, str] = {}
-    for role, names in CSV_COLUMNS.items():
-        for name in names:
-            if name in header:
-                cols[role] = (reader.fieldnames or [])[header.index(name)]
+    for role, aliases in names.items():
+        for name in aliases:
+            if name.lower() in header:
+                cols[role] = (reader.fieldnames or [])[header.index(name.lower())]
                 break
     for role in ("user", "assistant"):
+        if role not in cols and (text_column or label_column):
+            column = (text_column or "text") if role == "user" else (label_column or "label")
+            raise UserError(f"{paths.rel(path)}:1: no {column!r} column; the header is: "
+                            f"{', '.join(reader.fieldnames or [])} (name the columns with "
+                            "TEXT= and LABEL=)")
         if role not in cols:
             raise UserError(f"{paths.rel(path)}:1: no '{role}' column (header: "
                             f"{', '.join(reader.fieldnames or [])}); accepted names: "
                             f"{', '.join(CSV_COLUMNS[role])}")
-    out = []
     try:
         for row in reader:
             line = reader.line_num
@@ -233,16 +245,37 @@ def from_csv(path: Path) -> list[dict]:
             if "system" in cols and _text(row.get(cols["system"])):
                 msgs.append({"role": "system", "content": row[cols["system"]]})
             msgs += [{"role": "user", "content": user},
-                     {"role": "assistant", "content": assistant}]
-            out.append({"messages": msgs})
+                     {"role": "assistant", "content": assistant.strip()
+                      if text_column or label_column else assistant}]
+            yield line, {"messages": msgs}
     except csv.Error as e:
         raise UserError(f"{paths.rel(path)}:{reader.line_num}: bad CSV ({e})") from None
-    problems.raise_if_any("csv")
-    return out
 
 
 CONVERTERS = {"sharegpt": from_sharegpt, "alpaca": from_alpaca, "openai": from_openai,
               "csv": from_csv}
+_READERS = {"sharegpt": _sharegpt, "alpaca": _alpaca, "openai": _openai, "csv": _csv}
+
+
+def _numbered(source: str, path: Path, **columns: str | None) -> list[tuple[int, dict]]:
+    problems = _Problems(path)
+    rows = list(_READERS[source](path, problems, **columns))
+    problems.raise_if_any(source)
+    return rows
+
+
+def read_rows(source: str, path: Path, *, text_column: str | None = None,
+              label_column: str | None = None) -> list[tuple[int, dict]]:
+    """``(line, chat row)`` of every row of ``path`` (``line``: the row's line in the file, or
+    its index in a JSON array), converted from ``source``; one ``UserError`` naming every bad
+    row. A CSV with ``text_column``/``label_column`` is read as classification rows (the text
+    asks, the label answers)."""
+    if source not in _READERS:
+        raise UserError(f"FROM={source!r}: expected one of {', '.join(SOURCES)}"
+                        f"{did_you_mean(source, SOURCES)}")
+    columns = {"text_column": text_column, "label_column": label_column} if source == "csv" \
+        else {}
+    return _numbered(source, path, **columns)
 
 
 def convert(source: str, path: Path, out: Path) -> int:

@@ -28,12 +28,14 @@ import yaml
 
 from tunebook import env, paths, tracking, twins
 from tunebook.errors import UserError, did_you_mean
+from tunebook.evaluation import kinds
 from tunebook.rundir import RunDir
 
 META = "meta.json"
 RESULTS = "results.json"
 EVAL_DIR = "eval"
 BASELINE_DIR = "baseline"
+KIND_TEMPLATES = "_kinds"  # eval-suites/_kinds/: the kind templates task suites include
 HASH_LIMIT = 256 << 20  # weight files above this are identified by name and size, not content
 
 
@@ -52,7 +54,7 @@ class EvalSpec:
     max_new_tokens: int
     limit: int | None
     data: dict[str, str] = field(default_factory=dict)  # data file -> sha256
-    code: str = ""  # hash of the suites' YAML/Python and tunebook/scoring.py
+    code: str = ""  # hash of the suites' files, the kind templates, the scorers and task keys
 
     @property
     def prompt_hash(self) -> str:
@@ -92,9 +94,11 @@ def _abs(p: str) -> str:
 
 def task_overrides(config: dict[str, Any], tm: Any) -> list[dict[str, Any]]:
     """One lm-eval task dict per suite: absolute data files, the recipe's test/train split for
-    the task's own suite, and eval.max_new_tokens / eval.few_shot for the primary suite."""
+    the task's own suite, eval.max_new_tokens / eval.few_shot for the primary suite, and the
+    task's scorer (its kind and keys) for every suite built on a kind template."""
     ev, data = config["eval"], config["data"]
     task_name = config["meta"]["task"]["name"]
+    scorer = kinds.Scorer.from_config(config)
     out = []
     for name in ev["suites"]:
         cfg = _suite_config(tm, name)
@@ -111,6 +115,13 @@ def task_overrides(config: dict[str, Any], tm: Any) -> list[dict[str, Any]]:
         over: dict[str, Any] = {"task": name,
                                 "dataset_kwargs": {**(cfg.get("dataset_kwargs") or {}),
                                                    "data_files": files}}
+        if cfg.get("process_results") is kinds.process_results:  # eval-suites/_kinds/*.yaml
+            if name != ev["primary"]["suite"] and files.get("test") != _abs(data["test"]):
+                raise UserError(f"eval.suites: {name} is another task's suite (scored by that "
+                                f"task's kind and keys); evaluate it with a recipe of that "
+                                f"task, or drop it: eval.suites.{name}=false")
+            over["process_results"] = scorer.process_results
+            over["metric_list"] = scorer.metric_list()
         if name == ev["primary"]["suite"]:
             if cfg.get("output_type", "generate_until") == "generate_until":
                 gen = dict(cfg.get("generation_kwargs") or {})
@@ -144,12 +155,14 @@ def build_spec(config: dict[str, Any], tokenizer: Any, tm: Any | None = None) ->
         for p in over["dataset_kwargs"]["data_files"].values():
             data[paths.rel(p)] = file_sha(Path(p))
     code = hashlib.sha256()
-    for over in overrides:
-        suite_dir = Path(tm.task_index[over["task"]]["yaml_path"]).parent
+    suite_dirs = [Path(tm.task_index[over["task"]]["yaml_path"]).parent for over in overrides]
+    for suite_dir in [*suite_dirs, paths.EVAL_SUITES / KIND_TEMPLATES]:
         for f in sorted(suite_dir.iterdir()):
             if f.suffix in (".yaml", ".py"):
                 code.update(f.name.encode() + _code_bytes(f))
-    code.update(Path(__file__).with_name("scoring.py").read_bytes())
+    for module in ("scoring.py", "kinds.py"):
+        code.update(Path(__file__).with_name(module).read_bytes())
+    code.update(json.dumps(kinds.Scorer.from_config(config).signature(), sort_keys=True).encode())
     template = getattr(tokenizer, "chat_template", None) or ""
     ev = config["eval"]
     return EvalSpec(suites=list(ev["suites"]), versions=versions,
@@ -389,7 +402,7 @@ def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if a != b:
             diffs.append(f"suite {suite} version {a} (baseline) vs {b} (now)")
     if old.get("code") != new.get("code"):
-        diffs.append("the suites' scoring code (eval-suites/*, tunebook/scoring.py) changed "
+        diffs.append("the suites' scoring (eval-suites/*, the task's kind and keys) changed "
                      "since the baseline")
     if old.get("prompt_hash") != new.get("prompt_hash"):
         parts = [k for k in ("system_prompt", "chat_template_sha", "few_shot", "max_new_tokens",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebook import paths, tracking
-from tunebook.evaluation import harness, ship_gate
+from tunebook.evaluation import harness, kinds, ship_gate
 from tunebook.evaluation.review import doc_prompt, doc_reference, output_of
 from tunebook.rundir import RunDir
 
@@ -75,6 +75,24 @@ def examples(run: RunDir, suite: str, metric: str, n: int = N_EXAMPLES) -> dict[
                       "base": output_of(base[doc_id]), "tuned": output_of(tuned[doc_id])})
     items.sort(key=lambda x: (x["delta"], str(x["doc_id"])))
     return {"best": list(reversed(items[-n:])), "worst": items[:n]}
+
+
+def confusion_matrices(run: RunDir, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Per-label confusion of base and tuned on the primary suite (classification tasks)."""
+    scorer = kinds.Scorer.from_config(config)
+    if scorer.kind != "classification":
+        return None
+    suite = config["eval"]["primary"]["suite"]
+    tuned_dir = run.path / harness.EVAL_DIR
+    base_dir = Path(harness.read_meta(tuned_dir)["baseline"])
+    out: dict[str, Any] = {"labels": [*scorer.labels, kinds.INVALID]}
+    for name, folder in (("base", base_dir), ("tuned", tuned_dir)):
+        pairs = []
+        for sample in harness.load_samples(folder, suite):
+            gold, pred, _labels = scorer.score(sample["doc"], output_of(sample))["macro_f1"]
+            pairs.append((gold, pred))
+        out[name] = kinds.confusion(pairs, scorer.labels)
+    return out
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -147,13 +165,16 @@ def write_report(run: RunDir, *, log: Any = print) -> dict[str, Path]:
     images = {"loss": plot_loss(series)}
     ex: dict[str, list[dict]] = {"best": [], "worst": []}
     primary = config["eval"]["primary"]
+    confusion = None
     if gate:
         images["deltas"] = plot_deltas(gate["rows"])
         ex = examples(run, primary["suite"], primary["metric"])
+        confusion = confusion_matrices(run, config)
     for name, data in images.items():
         (run.path / f"report-{name}.png").write_bytes(data)
     ctx = {"run": run, "manifest": manifest, "config": config, "resolved": resolved,
-           "gate": gate, "series": series, "examples": ex, "primary": primary}
+           "gate": gate, "series": series, "examples": ex, "primary": primary,
+           "confusion": confusion}
     html_file = run.path / "report.html"
     md_file = run.path / "report.md"
     html_file.write_text(render_html(ctx, images), encoding="utf-8")
@@ -267,6 +288,7 @@ img{{max-width:100%;border:1px solid #d0d7de;margin:.5em 0}}
 test; every metric: seeded paired-bootstrap interval of the mean difference.</p>
 {table}
 {img('deltas', 'change per suite with paired intervals')}
+{_confusion_html(ctx.get('confusion'))}
 <h2>Best items (tuning helped most)</h2>
 {ex_table(ctx['examples']['best'])}
 <h2>Worst items (tuning hurt most)</h2>
@@ -279,6 +301,33 @@ test; every metric: seeded paired-bootstrap interval of the mean difference.</p>
 <details><summary>resolved.yaml</summary><pre>{e(ctx['resolved'])}</pre></details>
 </body></html>
 """
+
+
+def _confusion_html(confusion: dict[str, Any] | None) -> str:
+    if not confusion:
+        return ""
+    e = html.escape
+    labels = confusion["labels"]
+    out = "<h2>Confusion (rows: reference label, columns: predicted)</h2>"
+    for name in ("base", "tuned"):
+        head = "".join(f"<th>{e(x)}</th>" for x in labels)
+        body = "".join(f"<tr><th>{e(gold)}</th>" + "".join(f"<td>{n}</td>" for n in row)
+                       + "</tr>" for gold, row in zip(labels, confusion[name], strict=False))
+        out += f"<h3>{name}</h3><table><tr><th></th>{head}</tr>{body}</table>"
+    return out
+
+
+def _confusion_markdown(confusion: dict[str, Any] | None) -> list[str]:
+    if not confusion:
+        return []
+    labels = confusion["labels"]
+    lines = ["", "## Confusion (rows: reference label, columns: predicted)"]
+    for name in ("base", "tuned"):
+        lines += ["", f"### {name}", "", "| | " + " | ".join(labels) + " |",
+                  "|---|" + "---:|" * len(labels)]
+        lines += [f"| {gold} | " + " | ".join(str(n) for n in row) + " |"
+                  for gold, row in zip(labels, confusion[name], strict=False)]
+    return lines
 
 
 def render_markdown(ctx: dict[str, Any], image_names: list[str]) -> str:
@@ -298,6 +347,7 @@ def render_markdown(ctx: dict[str, Any], image_names: list[str]) -> str:
                          f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {p} | {r['verdict']} |")
         if "deltas" in image_names:
             lines += ["", "![change per suite](report-deltas.png)"]
+        lines += _confusion_markdown(ctx.get("confusion"))
     else:
         lines.append("No evaluation yet.")
     for title, key in (("Best items (tuning helped most)", "best"),

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunebook import paths
 from tunebook.errors import UserError
-from tunebook.evaluation import harness, scoring
+from tunebook.evaluation import harness, kinds
 from tunebook.rundir import RunDir
 
 SEED = 20260101
@@ -28,10 +28,14 @@ RATERS = ("rater1", "rater2")
 CHOICES = {"a": "A", "b": "B", "tie": "tie", "=": "tie"}
 
 
+def _is_task_row(doc: dict[str, Any]) -> bool:
+    return isinstance(doc.get("messages"), list) or isinstance(doc.get("chosen"), dict | str)
+
+
 def doc_prompt(doc: dict[str, Any]) -> str:
     """What the model was asked, in words a rater can read."""
-    if isinstance(doc.get("messages"), list):
-        return scoring.chat_prompt(doc)
+    if _is_task_row(doc):
+        return kinds.doc_to_text(doc)
     for key in ("request", "text", "instruction", "question"):
         if isinstance(doc.get(key), str):
             return doc[key]
@@ -39,7 +43,7 @@ def doc_prompt(doc: dict[str, Any]) -> str:
 
 
 def doc_reference(doc: dict[str, Any]) -> str:
-    return scoring.chat_reference(doc) if isinstance(doc.get("messages"), list) else ""
+    return kinds.doc_to_target(doc) if _is_task_row(doc) else ""
 
 
 def output_of(sample: dict[str, Any]) -> str:
