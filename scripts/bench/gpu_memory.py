@@ -30,9 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunebook import env
+from tunebook import env, gpus
 from tunebook.compose import compose_recipe
-from tunebook.plan import estimate as plan
+from tunebook.plan.arch import Arch
+from tunebook.plan.estimate import estimate as plan_estimate
+from tunebook.plan.memory import CUDA_CONTEXT_GIB
+from tunebook.plan.settings import Settings, settings_from
+from tunebook.plan.throughput import MFU_DEFAULT, MFU_QLORA, flops_per_token
 
 env.quiet_environment()
 
@@ -54,7 +58,7 @@ def scaled_config(config: dict[str, Any], scale: str) -> dict[str, Any]:
     m.update(layers=TINY["layers"], hidden_size=TINY["hidden_size"], heads=heads,
              kv_heads=max(1, heads // min(ratio, heads)), head_dim=TINY["head_dim"],
              intermediate_size=TINY["intermediate_size"], vocab_size=TINY["vocab_size"])
-    arch = plan.Arch.from_config(c)
+    arch = Arch.from_config(c)
     m["params_b"] = arch.total_params / 1e9
     ax = c["axolotl"]
     ax["sequence_len"] = min(int(ax["sequence_len"]), TINY["seq_cap"])
@@ -95,7 +99,7 @@ def attention_for(config: dict[str, Any], device: str) -> tuple[str, str]:
     return want, ""
 
 
-def build_model(config: dict[str, Any], s: plan.Settings, device: str, dtype: Any, attn: str,
+def build_model(config: dict[str, Any], s: Settings, device: str, dtype: Any, attn: str,
                 notes: list[str]) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -170,8 +174,8 @@ def run(config: dict[str, Any], gpu_id: str, steps: int, seq_lens: list[int],
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = plan.gpus.get(gpu_id)
-    s = plan.settings_from(config, gpu)
+    gpu = gpus.get(gpu_id)
+    s = settings_from(config, gpu)
     dtype = (torch.bfloat16 if s.dtype_name == "bf16" else
              torch.float16 if s.dtype_name == "fp16" else torch.float32)
     if device == "cpu" and dtype != torch.float32:
@@ -314,16 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         c["axolotl"]["sequence_len"] = meas["sequence_len"]
         if meas["attn"] != c["axolotl"].get("attn_implementation"):
             c["axolotl"]["attn_implementation"] = meas["attn"]
-        estimate = plan.estimate(c, gpu_id, suggest=False, recipe=args.recipe)
-        s = plan.settings_from(c, plan.gpus.get(gpu_id))
-        arch = plan.Arch.from_config(c)
-        f, _ = plan.flops_per_token(arch, s)
-        gpu = plan.gpus.get(gpu_id)
-        u = plan.MFU_QLORA if s.quant_bits == 4 else plan.MFU_DEFAULT
+        estimate = plan_estimate(c, gpu_id, suggest=False, recipe=args.recipe)
+        s = settings_from(c, gpus.get(gpu_id))
+        arch = Arch.from_config(c)
+        f, _ = flops_per_token(arch, s)
+        gpu = gpus.get(gpu_id)
+        u = MFU_QLORA if s.quant_bits == 4 else MFU_DEFAULT
         report = {
             "recipe": args.recipe, "scale": args.scale, "gpu_for_plan": gpu_id,
             "plan": {"peak_gb": estimate.peak_gb,
-                     "peak_without_context_gb": estimate.peak_gb - plan.CUDA_CONTEXT_GIB,
+                     "peak_without_context_gb": estimate.peak_gb - CUDA_CONTEXT_GIB,
                      "breakdown": {t.name: round(t.gb, 4) for t in estimate.terms},
                      "tokens_per_s": gpu.bf16_tflops * 1e12 * u / f,
                      "params": arch.total_params},

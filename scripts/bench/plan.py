@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from tunebook.plan import estimate as plan
+from tunebook.plan.estimate import estimate
+from tunebook.plan.memory import CUDA_CONTEXT_GIB
 
 CALIBRATION = Path(__file__).with_name("calibration.yaml")
 TARGET = 0.15
@@ -56,7 +57,7 @@ def config_of(point: dict[str, Any]) -> dict[str, Any]:
 def evaluate(point: dict[str, Any]) -> Result:
     config = config_of(point)
     gpus = int(config["launcher"]["gpus_per_node"])
-    p = plan.estimate(config, GPU_FOR_ARITHMETIC, gpus, framework=point.get("framework"),
+    p = estimate(config, GPU_FOR_ARITHMETIC, gpus, framework=point.get("framework"),
                       suggest=False, recipe=point["id"])
     metric = point["metric"]
     overhead = next(t.gb for t in p.terms if t.name.startswith("CUDA context"))
@@ -65,7 +66,7 @@ def evaluate(point: dict[str, Any]) -> Result:
     elif metric in ("capacity", "nvidia_smi"):
         est = p.peak_gb
     elif metric == "torch_reserved":
-        est = p.peak_gb - plan.CUDA_CONTEXT_GIB
+        est = p.peak_gb - CUDA_CONTEXT_GIB
     elif metric == "torch_allocated":
         est = p.peak_gb - overhead
     else:

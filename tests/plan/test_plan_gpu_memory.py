@@ -87,9 +87,10 @@ def test_gpu_measurements_become_calibration_points():
 def plan_peak_without_context(cfg: dict, seq: int) -> float:
     import copy
 
-    from tunebook.plan import estimate as plan
+    from tunebook.plan.estimate import estimate
+    from tunebook.plan.memory import CUDA_CONTEXT_GIB
 
     c = copy.deepcopy(cfg)
     c["axolotl"]["sequence_len"] = seq
     c["axolotl"]["attn_implementation"] = "sdpa"
-    return plan.estimate(c, "a100-80g", suggest=False).peak_gb - plan.CUDA_CONTEXT_GIB
+    return estimate(c, "a100-80g", suggest=False).peak_gb - CUDA_CONTEXT_GIB

@@ -9,9 +9,11 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from tunebook import paths
 from tunebook.compose import compose_recipe
 from tunebook.errors import UserError
-from tunebook.plan import estimate as plan
+from tunebook.plan import tokens as plan
+from tunebook.plan.estimate import estimate
 
 WORDS = ["hello", "my", "order", "is", "late", "please", "help", "we", "are", "sorry", "it",
          "ships", "today", "thanks", "yes", "no"]
@@ -91,12 +93,12 @@ def test_cache_is_keyed_by_content_and_tokenizer(tmp_path):
 
 
 def test_recipe_tokens_drive_time_and_cost(tmp_path, monkeypatch):
-    monkeypatch.setattr(plan.paths, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
     cfg = compose_recipe("mistral7b-qlora-support").config
     cfg["data"]["train"] = str(write(tmp_path / "train.jsonl", CHAT * 50))
     n, source = plan.count_recipe_tokens(cfg, word_tokenizer())
     assert n == 22 * 50 and "train.jsonl" in source
-    p = plan.estimate(cfg, "rtx4090-24g", tokens=n)
+    p = estimate(cfg, "rtx4090-24g", tokens=n)
     # 2 epochs x 1100 tokens x FLOPs/token / (165 TFLOP/s x 0.25) at $0.40/h
     assert p.time.hours == pytest.approx(2 * 1100 * p.time.flops_per_token / (165e12 * 0.25)
                                          / 3600)
@@ -111,7 +113,7 @@ def test_the_recipe_tokenizer_comes_from_twins(tmp_path, monkeypatch):
     from tunebook import twins
 
     seen = []
-    monkeypatch.setattr(plan.paths, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(twins, "tokenizer_for", lambda c: seen.append(c) or word_tokenizer())
     cfg = compose_recipe("mistral7b-qlora-support").config
     cfg["data"]["train"] = str(write(tmp_path / "train.jsonl", CHAT))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import sys
 
-from tunebook.plan.estimate import Plan, _n
+from tunebook.plan.estimate import Plan
+from tunebook.plan.units import human as _n
 
 
 def print_plan(plan: Plan, overrides: str = "") -> None:
