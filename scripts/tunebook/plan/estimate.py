@@ -17,15 +17,17 @@ method in ``meta.method.kind`` and ``axolotl.*``, the topology in ``launcher.*``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tunebook import gpus
 from tunebook.plan.arch import Arch
+from tunebook.plan.batching import BatchingSettings, batch
 from tunebook.plan.memory import Term, memory_terms
 from tunebook.plan.settings import Settings, settings_from
 from tunebook.plan.suggest import Suggestion, suggestions
 from tunebook.plan.throughput import TimeCost, time_cost
+from tunebook.plan.tokens import recipe_lengths
 from tunebook.plan.units import human
 
 MARGIN = 0.10  # keep 10% of the GPU free: the estimate's error band (bench-plan) plus spikes
@@ -100,8 +102,6 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
         f"time: {gpu.bf16_tflops:g} TFLOP/s dense bf16 peak (recipes/hardware/gpus.yaml) x the "
         "assumed utilisation (--mfu); QLoRA defaults lower because every NF4 matmul dequantises "
         "its weight first",
-        "time: tokens = each training conversation rendered with the tokenizer's chat template, "
-        "capped at sequence_len, x num_epochs; padding is not counted",
         *notes,
     ]
     total_params = arch.total_params
@@ -115,10 +115,52 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
         sharding=_sharding_text(s), params_b=round(total_params / 1e9, 6),
         trainable_params=trainable, assumptions=[a for a in assumptions if a],
     )
-    plan.time = time_cost(arch, s, gpu, tokens, price, mfu, config if count else None)
+    plan.time = _time_cost(config, arch, s, gpu, price, mfu, tokens, count)
+    plan.assumptions += _time_assumptions(plan.time)
     if suggest and not plan.fits:
         plan.suggestions = suggestions(config, gpu, s.gpus, framework, estimate)
     return plan
+
+
+def _time_cost(config: dict[str, Any], arch: Arch, s: Settings, gpu: gpus.GPU,
+               price: float | None, mfu: float | None, tokens: int | None,
+               count: bool) -> TimeCost:
+    """Time and cost from given tokens, or from ``data.train`` batched as Axolotl batches it."""
+    ax = config.get("axolotl") or {}
+    bs = BatchingSettings.from_axolotl(ax, s.attn, s.gpus)
+    if s.dpo:  # a micro-batch holds micro_batch_size pairs: chosen and rejected sequences
+        bs = replace(bs, micro_batch=2 * bs.micro_batch, packed=False)
+    if tokens is not None or not count:
+        return time_cost(arch, s, gpu, price, mfu, tokens=tokens,
+                         source="given" if tokens is not None else "not counted")
+    lengths, source = recipe_lengths(config)
+    if lengths is None:
+        return time_cost(arch, s, gpu, price, mfu, source=source)
+    train = batch(lengths, bs)
+    val = None
+    if s.evaluations:
+        val_lengths, _ = recipe_lengths(config, split="val")
+        if val_lengths:
+            eval_packed = ax.get("eval_sample_packing")
+            val = batch(val_lengths, replace(
+                bs, packed=bs.packed if eval_packed is None else bool(eval_packed) and not s.dpo,
+                micro_batch=int(ax.get("eval_batch_size") or 0) * (2 if s.dpo else 1)
+                or bs.micro_batch, grad_accum=1))
+    return time_cost(arch, s, gpu, price, mfu, train=train, source=source, val=val,
+                     max_steps=bs.max_steps)
+
+
+def _time_assumptions(tc: TimeCost) -> list[str]:
+    if tc.tokens_per_epoch is None:
+        return []
+    out = [f"time: {tc.batching}"]
+    if tc.packing_efficiency is not None:
+        out.append(
+            "time: tokens = each training sequence rendered with the tokenizer's chat template "
+            "(the data gate's counter); rows longer than sequence_len are dropped as Axolotl "
+            "drops them (excess_length_strategy: truncate cuts them instead); hours follow the "
+            "processed tokens, padding included")
+    return out
 
 
 def peak_gb(config: dict[str, Any], gpu_id: str) -> float:

@@ -1,17 +1,18 @@
-"""Time and cost of a plan: training FLOPs per token, the token count, the assumed utilisation
-of the GPU's dense bf16 peak, hours and dollars.
+"""Time and cost of a plan: training FLOPs per token x the tokens the GPU processes (padding
+included: ``tunebook.plan.batching``) / the assumed utilisation of the GPU's dense bf16 peak,
+hours and dollars.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
 
 from tunebook import gpus
 from tunebook.errors import UserError
 from tunebook.plan.arch import Arch
+from tunebook.plan.batching import Batching
 from tunebook.plan.settings import Settings
-from tunebook.plan.tokens import count_recipe_tokens
 from tunebook.plan.units import human
 
 MFU_DEFAULT = 0.35  # bf16 LoRA / full fine-tunes with FlashAttention reach 0.3-0.45 on A100/H100
@@ -20,7 +21,7 @@ MFU_QLORA = 0.25  # every NF4 matmul dequantises its weight first: slower per FL
 
 @dataclass
 class TimeCost:
-    tokens_per_epoch: int | None
+    tokens_per_epoch: int | None  # useful tokens: the rows' own, after the length filter
     tokens_source: str
     epochs: float
     flops_per_token: float
@@ -32,7 +33,14 @@ class TimeCost:
     detail: str
     eval_flops: float = 0.0
     eval_detail: str = ""
-
+    processed_tokens_per_epoch: float | None = None  # padding included: what the GPU runs
+    packing_efficiency: float | None = None  # useful / processed; None when not known
+    batching: str = ""
+    sequences: int | None = None
+    dropped: int | None = None
+    steps_per_epoch: int | None = None
+    tokens_per_step: float | None = None
+    total_steps: int | None = None
 
 
 def flops_per_token(arch: Arch, s: Settings) -> tuple[float, str]:
@@ -58,8 +66,13 @@ def flops_per_token(arch: Arch, s: Settings) -> tuple[float, str]:
     return f, how
 
 
-def time_cost(arch: Arch, s: Settings, gpu: gpus.GPU, tokens: int | None, price: float | None,
-              mfu: float | None, config: dict[str, Any] | None) -> TimeCost:
+def time_cost(arch: Arch, s: Settings, gpu: gpus.GPU, price: float | None, mfu: float | None,
+              *, train: Batching | None = None, tokens: int | None = None,
+              source: str = "not counted", val: Batching | None = None,
+              max_steps: int | None = None) -> TimeCost:
+    """Hours and dollars of the run. ``train`` (the data batched as Axolotl batches it) gives
+    the processed tokens, padding included; ``tokens`` (per epoch, given) is taken as processed
+    with no padding known; with neither, only FLOPs per token are known."""
     f, how = flops_per_token(arch, s)
     rate = gpu.price_per_hour if price is None else price
     if rate < 0:
@@ -67,26 +80,36 @@ def time_cost(arch: Arch, s: Settings, gpu: gpus.GPU, tokens: int | None, price:
     u = mfu if mfu is not None else (MFU_QLORA if s.quant_bits == 4 else MFU_DEFAULT)
     if not 0 < u <= 1:
         raise UserError(f"--mfu must be in (0, 1], got {u}")
-    source = "not counted"
-    val_tokens = None
-    if tokens is None and config is not None:
-        tokens, source = count_recipe_tokens(config)
-        if tokens is not None and s.evaluations:
-            val_tokens, _ = count_recipe_tokens(config, split="val")
-    elif tokens is not None:
-        source = "given"
-    if tokens is None:
+    if train is None and tokens is None:
         return TimeCost(None, source, s.epochs, f, None, u, None, rate, None, how)
-    total = f * tokens * s.epochs
-    if val_tokens:
+    if train is not None:
+        useful, processed = train.useful_tokens, train.processed_tokens
+        steps = math.ceil(train.steps * s.epochs)
+        if max_steps:
+            steps = min(steps, max_steps)
+        run_processed = train.tokens_per_step * steps
+    else:
+        useful, processed, steps = int(tokens or 0), float(tokens or 0), None
+        run_processed = processed * s.epochs
+    total = f * run_processed
+    if val is not None and val.processed_tokens and s.evaluations:
         # validation passes over data.val are forward only: 2N per token
-        eval_f = (2 * arch.matmul_params) * val_tokens * s.evaluations
+        eval_f = (2 * arch.matmul_params) * val.processed_tokens * s.evaluations
         total += eval_f
-        eval_how = f"{s.evaluations:g} validation passes x {val_tokens:,} tokens x 2N (forward)"
+        eval_how = (f"{s.evaluations:g} validation passes x {val.processed_tokens:,.0f} processed "
+                    "tokens x 2N (forward)")
     else:
         eval_f, eval_how = 0.0, "no validation passes counted"
     secs = total / (s.gpus * gpu.bf16_tflops * 1e12 * u)
     hours = secs / 3600
-    return TimeCost(int(tokens), source, s.epochs, f, total, u, hours, rate,
-                    hours * s.gpus * rate, how, eval_f, eval_how)
-
+    tc = TimeCost(int(useful), source, s.epochs, f, total, u, hours, rate,
+                  hours * s.gpus * rate, how, eval_f, eval_how,
+                  processed_tokens_per_epoch=processed, total_steps=steps)
+    if train is not None:
+        tc.packing_efficiency = train.efficiency
+        tc.batching = train.how
+        tc.sequences, tc.dropped = train.sequences, train.dropped
+        tc.steps_per_epoch, tc.tokens_per_step = train.steps, train.tokens_per_step
+    else:
+        tc.batching = "tokens given: padding and packing not known (processed = given)"
+    return tc

@@ -1,4 +1,12 @@
-"""Token counts of a recipe's data for the time estimate, cached under ``.cache/plan``."""
+"""The token lengths of a recipe's data, as the time estimate needs them.
+
+The counting itself is ``tunebook.data.tokens`` (the one counter the data gate uses too: the
+chat template applied, two sequences per preference pair); this module reads a JSONL file,
+counts every sequence once with the recipe's tokenizer, and caches the lengths under
+``.cache/plan`` by data hash and tokenizer, so a second ``make plan`` does not tokenize again.
+The lengths are kept whole here; what Axolotl does with rows longer than ``sequence_len``
+(drop or truncate) is ``tunebook.plan.batching``'s business.
+"""
 
 from __future__ import annotations
 
@@ -8,55 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from tunebook import paths
+from tunebook.data import formats, tokens
 from tunebook.errors import UserError
 
 
-def _row_texts(row: dict[str, Any]) -> list[list[dict[str, str]]]:
-    """The conversations one JSONL row trains on: one for chat rows, two for preference pairs."""
-    if "messages" in row:
-        return [row["messages"]]
-    if "chosen" in row and "rejected" in row:
-        prompt = row.get("prompt") or []
-        if isinstance(prompt, str):
-            prompt = [{"role": "user", "content": prompt}]
-        convs = []
-        for key in ("chosen", "rejected"):
-            ans = row[key]
-            ans = ans if isinstance(ans, dict) else {"role": "assistant", "content": str(ans)}
-            convs.append([*prompt, ans])
-        return convs
-    if "text" in row:
-        return [[{"role": "user", "content": str(row["text"])}]]
-    raise UserError("a data.train row has none of messages / prompt+chosen+rejected / text")
-
-
-def count_tokens(path: Path, tokenizer: Any, seq_len: int) -> int:
-    """Tokens the trainer sees in one epoch: each conversation rendered with the tokenizer's chat
-    template (or its contents joined, when it has none), capped at ``seq_len``."""
-    total = 0
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSONL rows of ``path``; a line that is not JSON is a ``UserError`` naming it."""
+    rows = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                rows.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise UserError(f"{paths.rel(path)}:{lineno}: not JSON ({e.msg}); "
                                 "run make data-check") from None
-            for conv in _row_texts(row):
-                n = _conv_tokens(conv, tokenizer)
-                total += min(n, seq_len)
-    return total
+    return rows
 
 
-def _conv_tokens(conv: list[dict[str, str]], tokenizer: Any) -> int:
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(conv, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return len(ids)
-    return sum(len(tokenizer.encode(m.get("content", ""), add_special_tokens=False))
-               for m in conv) + 2 * len(conv)
+def sequence_lengths(path: Path, tokenizer: Any) -> list[int]:
+    """Tokens of every sequence ``path`` trains, in file order (two per preference pair)."""
+    rows = read_rows(path)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not formats.detect(row):
+            raise UserError(f"{paths.rel(path)}: row {i + 1} is none of the chat, instruction, "
+                            "completion or preference formats; run make data-check")
+    return tokens.sequence_lengths(tokenizer, rows)
 
 
 def _tokenizer_key(tokenizer: Any) -> str:
@@ -66,46 +52,46 @@ def _tokenizer_key(tokenizer: Any) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def cached_token_count(path: Path, tokenizer: Any, seq_len: int,
-                       cache_dir: Path | None = None) -> tuple[int, bool]:
-    """``count_tokens`` cached under ``.cache/plan/`` by data hash + tokenizer + seq_len.
+def cached_sequence_lengths(path: Path, tokenizer: Any,
+                            cache_dir: Path | None = None) -> tuple[list[int], bool]:
+    """``sequence_lengths`` cached under ``.cache/plan/`` by data hash + tokenizer.
 
-    Returns (tokens, hit)."""
+    Returns (lengths, hit)."""
     data_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    key = f"tokens-{data_hash}-{_tokenizer_key(tokenizer)}-{seq_len}.json"
     d = cache_dir or (paths.CACHE / "plan")
-    f = d / key
+    f = d / f"lengths-{data_hash}-{_tokenizer_key(tokenizer)}.json"
     if f.is_file():
         try:
-            return int(json.loads(f.read_text())["tokens"]), True
-        except (ValueError, KeyError):
-            pass
-    n = count_tokens(path, tokenizer, seq_len)
+            return [int(n) for n in json.loads(f.read_text())["lengths"]], True
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged entry is counted again
+    lengths = sequence_lengths(path, tokenizer)
     d.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tokens": n, "data": paths.rel(path)}))
+    tmp.write_text(json.dumps({"data": paths.rel(path), "lengths": lengths}))
     tmp.replace(f)
-    return n, False
+    return lengths, False
 
 
-def count_recipe_tokens(config: dict[str, Any], tokenizer: Any = None,
-                        split: str = "train") -> tuple[int | None, str]:
-    """Tokens per epoch of the recipe's ``data.<split>``, with the recipe's tokenizer."""
-    train = (config.get("data") or {}).get(split)
-    if not train:
+def recipe_lengths(config: dict[str, Any], tokenizer: Any = None,
+                   split: str = "train") -> tuple[list[int] | None, str]:
+    """Sequence lengths of the recipe's ``data.<split>`` with the recipe's tokenizer (the one
+    the data gate counts with: ``tunebook.twins.tokenizer_for(config, full=False)``), and a
+    sentence saying where they came from (or why there are none)."""
+    name = (config.get("data") or {}).get(split)
+    if not name:
         return None, f"data.{split} is not set"
-    path = Path(train) if Path(train).is_absolute() else paths.ROOT / train
+    path = Path(name) if Path(name).is_absolute() else paths.ROOT / name
     if not path.is_file():
-        return None, f"{train} does not exist yet"
+        return None, f"{name} does not exist yet"
     if tokenizer is None:
         try:
             from tunebook.twins import tokenizer_for
-            tokenizer = tokenizer_for(config)
+            tokenizer = tokenizer_for(config, full=False)
         except Exception as e:  # noqa: BLE001 - a missing tokenizer must not stop the memory plan
             return None, f"no tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
-    seq = int((config.get("axolotl") or {}).get("sequence_len") or 10**9)
-    n, hit = cached_token_count(path, tokenizer, seq)
+    lengths, hit = cached_sequence_lengths(path, tokenizer)
     who = str(getattr(tokenizer, "name_or_path", "tokenizer"))
     twin = " (a tiny twin's tokenizer: counts are approximate)" if "twins" in who else ""
-    return n, f"{train} with {paths.rel(who) if '/' in who else who}{twin}" + (
+    return lengths, f"{name} with {paths.rel(who) if '/' in who else who}{twin}" + (
         ", cached" if hit else "")
