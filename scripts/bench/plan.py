@@ -2,8 +2,9 @@
 
 Reads ``scripts/bench/calibration.yaml``, builds a recipe-shaped config for each point, runs
 ``tunebook.plan.estimate.estimate`` and prints estimate vs reference with the error.
-Target: within 15%
-on every in-target point (an ``upper_bound`` point passes when the estimate does not exceed it).
+Target: within 15% on every in-target point and never more than 10% under it (an
+underestimate is the dangerous direction: the plan says "fits" and the run dies of OOM); an
+``upper_bound`` point passes when the estimate does not exceed it.
 Points the planner does not model are printed with the reason. ``--strict`` exits 1 on a miss.
 """
 
@@ -21,7 +22,8 @@ from tunebook.plan.estimate import estimate
 from tunebook.plan.memory import CUDA_CONTEXT_GIB
 
 CALIBRATION = Path(__file__).with_name("calibration.yaml")
-TARGET = 0.15
+TARGET = 0.15  # |estimate / reference - 1| at most this
+UNDER = 0.10  # and never more than this much under the reference
 GPU_FOR_ARITHMETIC = "a100-80g"  # only its bf16 support matters: every point sets bf16 itself
 STATE_TERMS = ("weights", "LoRA adapters", "gradients", "optimizer states")
 
@@ -54,6 +56,11 @@ def config_of(point: dict[str, Any]) -> dict[str, Any]:
             "axolotl": ax, "launcher": launcher, "data": {}}
 
 
+def within(err: float) -> bool:
+    """The target: at most 15% over and at most 10% under."""
+    return -UNDER <= err <= TARGET
+
+
 def evaluate(point: dict[str, Any]) -> Result:
     config = config_of(point)
     gpus = int(config["launcher"]["gpus_per_node"])
@@ -79,7 +86,7 @@ def evaluate(point: dict[str, Any]) -> Result:
     elif kind == "upper_bound":
         ok = est <= ref
     else:
-        ok = abs(err) <= TARGET
+        ok = within(err)
     note = str(point.get("expected_miss") or "")
     return Result(point["id"], kind, metric, ref, est, err, ok, note)
 
@@ -96,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     points = load(args.file)
     results = [evaluate(p) for p in points]
     con = Console(width=140)
-    t = Table(title=f"planner vs published reference points (target: within {TARGET:.0%}; "
-                    "upper_bound: estimate must not exceed it)", title_justify="left")
+    t = Table(title=f"planner vs published reference points (target: {-UNDER:+.0%} to "
+                    f"{TARGET:+.0%}; upper_bound: estimate must not exceed it)",
+              title_justify="left")
     for col in ("point", "kind", "compared", "reference GiB", "estimate GiB", "error", "verdict"):
         t.add_column(col, justify="right" if "GiB" in col or col == "error" else "left")
     for r in results:

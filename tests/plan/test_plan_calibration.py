@@ -69,7 +69,7 @@ def test_estimate_vs_reference(point):
         # it fit in that much memory: the planner must agree, and not by a vacuous margin
         assert r.estimate_gib <= r.reference_gib and r.estimate_gib > 0.5 * r.reference_gib
     else:
-        assert abs(r.error) <= bench.TARGET, f"{r.id}: {r.error:+.1%}"
+        assert bench.within(r.error), f"{r.id}: {r.error:+.1%}"
 
 
 def test_bench_prints_the_table(capsys):

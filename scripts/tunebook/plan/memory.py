@@ -11,16 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunebook.errors import UserError
-from tunebook.plan.activations import layer_activation_bytes, logits_bytes_per_element
+from tunebook.plan.activations import layer_activation_bytes, loss_bytes_per_token
 from tunebook.plan.arch import Arch, lora_params
+from tunebook.plan.quant import (
+    INT8_BYTES,
+    NF4_BYTES,
+    NF4_BYTES_NO_DQ,
+    dequant_bytes,
+    dequant_how,
+    kbit_preparation,
+)
 from tunebook.plan.settings import Settings
 from tunebook.plan.units import gb, human
 
 CUDA_CONTEXT_GIB = 0.5  # CUDA context + cuBLAS/FlashAttention workspaces, outside torch's pool
 FRAGMENTATION = 0.10  # caching-allocator slack on the transient (activation) part
-NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 per 256 blocks
-NF4_BYTES_NO_DQ = 0.5 + 4 / 64  # fp32 absmax per 64-weight block
-INT8_BYTES = 1.0  # LLM.int8 weights; the per-row fp32 scales are negligible
 
 # Optimiser state bytes per trainable parameter. ``None`` = two states in the optimiser's param
 # dtype (torch AdamW keeps exp_avg/exp_avg_sq in the parameter's dtype).
@@ -92,19 +97,16 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         if s.offload:
             how += ", offloaded to CPU between uses"
     w_gpu = 0.0 if (w_shard > 1 and s.offload) else w / w_shard
-    fp32_embeddings = s.adapter and s.quant_bits < 16 and s.embedding_bytes == 4 and bb == 2
-    if fp32_embeddings:
-        # Plain PEFT (no Axolotl cast-back) leaves the LM head in fp32: autocast keeps a bf16
-        # copy of it from forward to backward.
-        head_copy = arch.vocab * arch.hidden * bb
-        w_gpu += head_copy
-        how += f"; + bf16 autocast copy of the fp32 LM head ({gb(head_copy):.2f})"
     terms.append(Term("weights", gb(w_gpu), how))
     if w_shard > 1:
         layer_w = (arch.layer_linear_params * (NF4_BYTES if s.quant_bits == 4 else bb)
                    + arch.layer_other_params * bb)
         terms.append(Term("gathered layers (ZeRO-3/FSDP)", gb(2 * layer_w),
                           "2 decoder layers' full weights, gathered for compute and prefetch"))
+
+    if s.adapter and s.quant_bits < 16:
+        prep, prep_how = kbit_preparation(arch, s)
+        terms.append(Term("k-bit preparation: layers left in fp32", gb(prep), prep_how))
 
     # 2. Trainable parameters, their gradients and optimiser states.
     if s.adapter:
@@ -120,6 +122,11 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
                           f"{human(trainable)} params = r {s.r} x (d_in + d_out) over "
                           f"{shapes} x {arch.layers} layers, x {pb} B "
                           f"({'fp32: PEFT autocasts adapters' if pb == 4 else 'bf16'})"))
+        if pb > bb and s.autocast:
+            terms.append(Term(
+                "LoRA adapters: autocast copies", gb(trainable * bb / w_shard),
+                f"{human(trainable)} x {bb} B: autocast casts each fp32 adapter weight to "
+                f"{s.dtype_name} once per forward and keeps the copy until the forward ends"))
         grad_b, opt_param_b, master = pb, pb, 0
     else:
         trainable = arch.total_params
@@ -151,7 +158,9 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         terms.append(Term("DDP gradient buckets", gb(trainable * grad_b),
                           "DDP all-reduces through a flat copy of the gradients"))
 
-    # 3. Activations: saved layer inputs (checkpointing) or every layer's activations.
+    # 3. Activations: saved layer inputs (checkpointing) or every layer's activations, then the
+    #    larger of two transient phases: the logits and loss, or one layer's recompute/backward
+    #    (with a quantised base's dequantised weight).
     seqs = s.micro_batch * (2 if s.dpo else 1)  # DPO concatenates chosen + rejected
     T = seqs * s.seq_len
     a_layer = layer_activation_bytes(arch, s)
@@ -162,38 +171,44 @@ def memory_terms(arch: Arch, s: Settings) -> tuple[list[Term], list[str], int]:
         scores = (4 + 2 * bb) * arch.heads * s.seq_len**2 * seqs
         notes.append("eager attention materialises heads x seq^2 scores per layer "
                      f"({gb(scores):.2f} GiB per layer here)")
-    grads_ws = bb * 2 * (h + arch.intermediate) * T  # gradient tensors alive inside a layer
-    dequant = (max(i * o for i, o in arch.modules().values()) * bb
-               if s.adapter and s.quant_bits in (4, 8) else 0.0)
-    layer_peak = a_layer * T + scores + grads_ws + dequant
-    lb, lhow = logits_bytes_per_element(arch, s)
-    logits = lb * T * arch.vocab
+    # gradient tensors alive inside a layer (fp32 when PEFT's preparation left the stream fp32)
+    grads_ws = (4 if s.fp32_layers else bb) * 2 * (h + arch.intermediate) * T
+    dequant = dequant_bytes(arch, s, T)
+    lb, lhow = loss_bytes_per_token(arch, s, T)
+    logits = lb * T
     if s.checkpointing:
         # fp32 embeddings make the residual stream fp32 (fp32 + bf16 promotes): 4 B checkpoints
-        rb = 4 if fp32_embeddings else bb
+        rb = 4 if s.fp32_layers else bb
         saved = rb * h * arch.layers * T
         terms.append(Term("activations: checkpoints", gb(saved),
                           f"{rb} B x hidden {h} x {arch.layers} layers x {T} tokens "
                           f"({seqs} seq x {s.seq_len}{', chosen+rejected' if s.dpo else ''})"))
-        transient = max(layer_peak, logits)
-        which = "logits & loss" if logits >= layer_peak else "one recomputed layer"
-        terms.append(Term(
-            f"activations: peak transient ({which})", gb(transient),
-            f"max(logits {gb(logits):.2f} GiB = {lb:g} B x {T} tokens x vocab {arch.vocab}; "
-            f"one layer recomputed in backward {gb(layer_peak):.2f} GiB = "
-            f"{a_layer / h:.1f}h B/token + gradients"
-            + (f" + eager scores {gb(scores):.2f}" if scores else "")
-            + (f" + dequantised weight {gb(dequant):.2f}" if dequant else "") + ")"))
-        dynamic = saved + transient
+        layer = a_layer * T + scores + grads_ws
+        layer_how = (f"one layer recomputed in backward {gb(layer):.2f} GiB = "
+                     f"{a_layer / h:.1f}h B/token + gradients"
+                     + (f" + eager scores {gb(scores):.2f}" if scores else ""))
     else:
         saved = a_layer * T * arch.layers + scores * arch.layers
         terms.append(Term("activations: all layers", gb(saved),
                           f"{a_layer / h:.1f}h B/token x {T} tokens x {arch.layers} layers "
                           "(no gradient checkpointing)"))
-        transient = max(logits, grads_ws + dequant)
-        terms.append(Term("activations: logits & loss", gb(transient),
-                          f"{lb:g} B x {T} tokens x vocab {arch.vocab}"))
-        dynamic = saved + transient
+        layer = grads_ws
+        layer_how = f"a layer's backward {gb(layer):.2f} GiB of gradients"
+    layer_phase = layer + dequant
+    logits_how = f"logits & loss {gb(logits):.2f} GiB = {lb:.0f} B/token x {T} tokens"
+    if logits >= layer_phase:
+        terms.append(Term("activations: peak transient (logits & loss)", gb(logits),
+                          f"{logits_how} (above {layer_how}"
+                          + (f" + dequantised weight {gb(dequant):.2f}" if dequant else "")
+                          + ")"))
+    else:
+        terms.append(Term("activations: peak transient (one layer)", gb(layer),
+                          f"{layer_how} (above {logits_how})"))
+    if s.adapter and s.quant_bits < 16:
+        alive = layer_phase > logits
+        terms.append(Term("bitsandbytes: dequantised weight", gb(dequant if alive else 0.0),
+                          dequant_how(arch, s, dequant, alive)))
+    dynamic = saved + max(logits, layer_phase)
     notes.append(lhow)
 
     # 4. Overheads.

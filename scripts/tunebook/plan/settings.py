@@ -42,7 +42,7 @@ class Settings:
     dtype_bytes: int  # compute / weight dtype: 2 (bf16, fp16) or 4 (fp32)
     dtype_name: str
     attn: str  # flash_attention_2 | sdpa | eager
-    loss: str  # hf | chunked | fused | dpo
+    loss: str  # hf | hf_shift | chunked | liger | cce | dpo (see activations.LOSSES)
     dpo: bool
     launcher: str
     gpus: int
@@ -52,12 +52,21 @@ class Settings:
     embedding_bytes: int  # Axolotl casts embeddings/LM head of a quantised base back to bf16
     evaluations: float  # validation passes over data.val in the whole run
     device: str  # the GPU id; "cpu" has no CUDA context
+    autocast: bool = True  # HF Trainer + accelerate run a 16-bit model's forward under autocast
+
+    @property
+    def fp32_layers(self) -> bool:
+        """PEFT's k-bit preparation left embeddings, LM head and norms in fp32 (plain PEFT;
+        Axolotl casts them back to the compute dtype), so the residual stream is fp32."""
+        return (self.adapter and self.quant_bits < 16 and self.embedding_bytes == 4
+                and self.dtype_bytes == 2)
 
 
 def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | None = None,
                   framework: dict[str, Any] | None = None) -> Settings:
     """Resolve the recipe's training settings; ``framework`` holds knobs of non-Axolotl stacks
-    (used only by the calibration bench: ``adapter_bytes``, ``embedding_bytes``, ``loss``)."""
+    (used only by the calibration bench: ``adapter_bytes``, ``embedding_bytes``, ``loss``,
+    ``autocast``)."""
     ax = config.get("axolotl") or {}
     meta = config.get("meta") or {}
     launcher = config.get("launcher") or {}
@@ -89,7 +98,7 @@ def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | No
     if ax.get("rl") == "dpo" or kind == "dpo":
         loss = "dpo"
     elif ax.get("cut_cross_entropy") or ax.get("liger_fused_linear_cross_entropy"):
-        loss = "fused"
+        loss = "cce" if ax.get("cut_cross_entropy") else "liger"
     elif ax.get("chunked_cross_entropy"):
         loss = "chunked"
     else:
@@ -125,6 +134,7 @@ def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | No
         offload=bool(launcher.get("offload")),
         adapter_bytes=int(fw.get("adapter_bytes", 4)),
         embedding_bytes=int(fw.get("embedding_bytes", dtype_bytes)),
+        autocast=bool(fw.get("autocast", dtype_bytes == 2)),
         evaluations=evaluations(ax), device=gpu.id,
     )
 
