@@ -104,6 +104,11 @@ def estimate(config: dict[str, Any], gpu_id: str, gpus: int | None = None, *,
         "its weight first",
         *notes,
     ]
+    ax = config.get("axolotl") or {}
+    kernels = [k for k in ("liger_rope", "liger_rms_norm", "liger_glu_activation") if ax.get(k)]
+    if kernels:
+        assumptions.append(f"{', '.join(kernels)}: Liger's kernels keep less inside a layer than "
+                           "eager PyTorch; the plan counts eager PyTorch there (errs high)")
     total_params = arch.total_params
     if abs(total_params / 1e9 - arch.params_b) / arch.params_b > 0.03:
         assumptions.append(f"meta.model.params_b says {arch.params_b}B but the architecture "
