@@ -57,10 +57,11 @@ def print_plan(plan: Plan, overrides: str = "") -> None:
                            f"padding included; {tc.sequences:,} sequences"
                            + (f", {tc.dropped:,} longer than sequence_len dropped"
                               if tc.dropped else ""))
+                capped = tc.total_steps < math.ceil(tc.steps_per_epoch * tc.epochs)
                 tt.add_row("optimizer steps", f"{tc.total_steps:,}",
                            f"{tc.steps_per_epoch:,} per epoch x {tc.epochs:g} epochs"
-                           f" (max_steps caps the run); {tc.tokens_per_step:,.0f} "
-                           "processed tokens per step")
+                           f"{', capped by max_steps' if capped else ''}; "
+                           f"{tc.tokens_per_step:,.0f} processed tokens per step")
             tt.add_row("evaluation FLOPs", f"{tc.eval_flops:.3g}", tc.eval_detail)
             tt.add_row("total FLOPs", f"{tc.flops_total:.3g}",
                        "processed tokens x FLOPs/token over the run + evaluation")
