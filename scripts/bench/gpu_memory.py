@@ -303,7 +303,9 @@ def calibration_points(recipe: str, config: dict[str, Any],
         ax = {k: v for k, v in config["axolotl"].items()
               if k in ("load_in_4bit", "load_in_8bit", "lora_r", "lora_dropout",
                        "lora_target_modules", "optimizer", "micro_batch_size", "bf16", "fp16",
-                       "gradient_checkpointing", "attn_implementation", "rl")}
+                       "gradient_checkpointing", "attn_implementation", "rl",
+                       "liger_fused_linear_cross_entropy", "cut_cross_entropy",
+                       "chunked_cross_entropy")}
         ax["sequence_len"] = meas["sequence_len"]
         ax["attn_implementation"] = meas["attn"]
         v = meas["versions"]
