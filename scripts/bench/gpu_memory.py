@@ -1,8 +1,14 @@
 """GPU truth for the planner: train a random-initialised model of the recipe's real architecture
 for a few steps with the recipe's settings and print measured peak memory beside the plan.
 
-    .venv/bin/python scripts/bench/gpu_memory.py --recipe mistral7b-qlora-support [--gpu h100-80g]
+    .venv/bin/python scripts/bench/gpu_memory.py --recipe mistral7b-qlora-support \
+        --methods qlora,lora --sequence-len 1024,4096 [--gpu h100-80g] [--emit-points p.yaml]
     .venv/bin/python scripts/bench/gpu_memory.py --recipe mistral7b-qlora-support --scale tiny
+
+``--methods`` re-composes the recipe with ``method=<m>`` for each method (its QLoRA and its LoRA
+peaks), ``--sequence-len`` sweeps lengths with one model build per method; a closing table puts
+every measurement beside the plan. ``--scale full`` needs a CUDA GPU and refuses at once (exit 2)
+without one; Liger kernels the recipe turns on are applied on CUDA only.
 
 Memory does not depend on the weights' values, so no checkpoint is downloaded: the model is
 built from ``meta.model.*`` with transformers' own config class for the family (AutoConfig),
@@ -30,9 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunebook import env
+from tunebook import env, gpus
 from tunebook.compose import compose_recipe
-from tunebook.plan import estimate as plan
+from tunebook.plan.arch import Arch
+from tunebook.plan.estimate import estimate as plan_estimate
+from tunebook.plan.memory import CUDA_CONTEXT_GIB
+from tunebook.plan.settings import Settings, settings_from
+from tunebook.plan.throughput import MFU_DEFAULT, MFU_QLORA, flops_per_token
 
 env.quiet_environment()
 
@@ -54,7 +64,7 @@ def scaled_config(config: dict[str, Any], scale: str) -> dict[str, Any]:
     m.update(layers=TINY["layers"], hidden_size=TINY["hidden_size"], heads=heads,
              kv_heads=max(1, heads // min(ratio, heads)), head_dim=TINY["head_dim"],
              intermediate_size=TINY["intermediate_size"], vocab_size=TINY["vocab_size"])
-    arch = plan.Arch.from_config(c)
+    arch = Arch.from_config(c)
     m["params_b"] = arch.total_params / 1e9
     ax = c["axolotl"]
     ax["sequence_len"] = min(int(ax["sequence_len"]), TINY["seq_cap"])
@@ -95,7 +105,7 @@ def attention_for(config: dict[str, Any], device: str) -> tuple[str, str]:
     return want, ""
 
 
-def build_model(config: dict[str, Any], s: plan.Settings, device: str, dtype: Any, attn: str,
+def build_model(config: dict[str, Any], s: Settings, device: str, dtype: Any, attn: str,
                 notes: list[str]) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -136,6 +146,7 @@ def build_model(config: dict[str, Any], s: plan.Settings, device: str, dtype: An
     if s.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    apply_liger(model, config["axolotl"], device, notes)
     if s.adapter:
         from peft import LoraConfig, get_peft_model
 
@@ -144,6 +155,31 @@ def build_model(config: dict[str, Any], s: plan.Settings, device: str, dtype: An
             r=s.r, lora_alpha=int(ax.get("lora_alpha") or 2 * s.r), lora_dropout=s.lora_dropout,
             target_modules=list(s.targets), task_type="CAUSAL_LM"))
     return model
+
+
+LIGER_KEYS = ("liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_layer_norm",
+              "liger_fused_linear_cross_entropy", "liger_cross_entropy")
+
+
+def liger_kwargs(ax: dict[str, Any]) -> dict[str, bool]:
+    """The Liger kernels the recipe turns on, as ``apply_liger_kernel_to_*`` keyword arguments
+    (Axolotl's plugin passes the same names without the ``liger_`` prefix; ``glu_activation`` is
+    ``swiglu``)."""
+    names = {"liger_glu_activation": "swiglu"}
+    return {names.get(k, k.removeprefix("liger_")): True for k in LIGER_KEYS if ax.get(k)}
+
+
+def apply_liger(model: Any, ax: dict[str, Any], device: str, notes: list[str]) -> None:
+    kwargs = liger_kwargs(ax)
+    if not kwargs:
+        return
+    if device != "cuda":
+        notes.append(f"Liger kernels ({', '.join(kwargs)}) need CUDA: not applied on CPU")
+        return
+    from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, **kwargs)
+    notes.append(f"Liger kernels applied: {', '.join(kwargs)}")
 
 
 def make_optimizer(name: str, params: list[Any], device: str, notes: list[str]) -> Any:
@@ -170,8 +206,8 @@ def run(config: dict[str, Any], gpu_id: str, steps: int, seq_lens: list[int],
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = plan.gpus.get(gpu_id)
-    s = plan.settings_from(config, gpu)
+    gpu = gpus.get(gpu_id)
+    s = settings_from(config, gpu)
     dtype = (torch.bfloat16 if s.dtype_name == "bf16" else
              torch.float16 if s.dtype_name == "fp16" else torch.float32)
     if device == "cpu" and dtype != torch.float32:
@@ -267,12 +303,15 @@ def calibration_points(recipe: str, config: dict[str, Any],
         ax = {k: v for k, v in config["axolotl"].items()
               if k in ("load_in_4bit", "load_in_8bit", "lora_r", "lora_dropout",
                        "lora_target_modules", "optimizer", "micro_batch_size", "bf16", "fp16",
-                       "gradient_checkpointing", "attn_implementation", "rl")}
+                       "gradient_checkpointing", "attn_implementation", "rl",
+                       "liger_fused_linear_cross_entropy", "cut_cross_entropy",
+                       "chunked_cross_entropy")}
         ax["sequence_len"] = meas["sequence_len"]
         ax["attn_implementation"] = meas["attn"]
         v = meas["versions"]
         points.append({
-            "id": f"gpu-memory-{recipe}-s{meas['sequence_len']}",
+            "id": f"gpu-memory-{recipe}-{config['meta']['method']['kind']}-"
+                  f"s{meas['sequence_len']}",
             "what": f"{recipe} on {meas['device']}, sequence_len {meas['sequence_len']}, "
                     f"{meas['steps']} steps (scripts/bench/gpu_memory.py)",
             "model": model, "method": config["meta"]["method"]["kind"], "axolotl": ax,
@@ -286,6 +325,13 @@ def calibration_points(recipe: str, config: dict[str, Any],
     return points
 
 
+def method_config(recipe: str, overrides: str, method: str | None) -> dict[str, Any]:
+    """The recipe composed as it is (``method`` None) or with ``method=<method>``: its QLoRA and
+    LoRA twins share everything else (model, data, batch, sequence length)."""
+    extra = f"method={method}" if method else ""
+    return compose_recipe(recipe, " ".join(x for x in (overrides, extra) if x)).config
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", required=True)
@@ -293,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", default=None, help="GPU id for the plan (default: the recipe's)")
     ap.add_argument("--scale", choices=("full", "tiny"), default="full")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated methods to measure, e.g. qlora,lora (default: the "
+                         "recipe's own)")
     ap.add_argument("--sequence-len", default=None,
                     help="comma-separated lengths to sweep with one model build "
                          "(default: the recipe's axolotl.sequence_len)")
@@ -301,39 +350,29 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the GPU measurements as calibration.yaml points to this file")
     args = ap.parse_args(argv)
 
-    config = compose_recipe(args.recipe, args.overrides).config
-    config = scaled_config(config, args.scale)
-    gpu_id = args.gpu or config["meta"]["gpu"]
-    seq_lens = ([int(x) for x in args.sequence_len.split(",")] if args.sequence_len
-                else [int(config["axolotl"]["sequence_len"])])
-    notes: list[str] = []
-    runs = run(config, gpu_id, max(1, args.steps), seq_lens, notes)
-    reports = []
-    for meas in runs:
-        c = copy.deepcopy(config)
-        c["axolotl"]["sequence_len"] = meas["sequence_len"]
-        if meas["attn"] != c["axolotl"].get("attn_implementation"):
-            c["axolotl"]["attn_implementation"] = meas["attn"]
-        estimate = plan.estimate(c, gpu_id, suggest=False, recipe=args.recipe)
-        s = plan.settings_from(c, plan.gpus.get(gpu_id))
-        arch = plan.Arch.from_config(c)
-        f, _ = plan.flops_per_token(arch, s)
-        gpu = plan.gpus.get(gpu_id)
-        u = plan.MFU_QLORA if s.quant_bits == 4 else plan.MFU_DEFAULT
-        report = {
-            "recipe": args.recipe, "scale": args.scale, "gpu_for_plan": gpu_id,
-            "plan": {"peak_gb": estimate.peak_gb,
-                     "peak_without_context_gb": estimate.peak_gb - plan.CUDA_CONTEXT_GIB,
-                     "breakdown": {t.name: round(t.gb, 4) for t in estimate.terms},
-                     "tokens_per_s": gpu.bf16_tflops * 1e12 * u / f,
-                     "params": arch.total_params},
-            "measured": meas, "notes": notes,
-        }
-        if "max_reserved_gib" in meas:
-            report["error_reserved"] = (report["plan"]["peak_without_context_gb"]
-                                        / meas["max_reserved_gib"] - 1)
-        _print(report)
-        reports.append(report)
+    if args.scale == "full":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("gpu_memory.py --scale full measures GPU memory and needs a CUDA GPU; none is "
+                  "visible here (torch.cuda.is_available() is False). Run it where a GPU is, or "
+                  "--scale tiny to exercise the same path on the CPU.", file=sys.stderr)
+            return 2
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else [None]
+    reports, points = [], []
+    for method in methods:
+        config = scaled_config(method_config(args.recipe, args.overrides, method), args.scale)
+        gpu_id = args.gpu or config["meta"]["gpu"]
+        seq_lens = ([int(x) for x in args.sequence_len.split(",")] if args.sequence_len
+                    else [int(config["axolotl"]["sequence_len"])])
+        notes: list[str] = []
+        method_reports = [report_of(args.recipe, args.scale, config, gpu_id, meas, notes)
+                          for meas in run(config, gpu_id, max(1, args.steps), seq_lens, notes)]
+        for r in method_reports:
+            _print(r)
+        reports += method_reports
+        points += calibration_points(args.recipe, config, method_reports)
+    print(summary_table(reports))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         body = reports[0] if len(reports) == 1 else reports
@@ -341,12 +380,59 @@ def main(argv: list[str] | None = None) -> int:
     if args.emit_points:
         import yaml
 
-        points = calibration_points(args.recipe, config, reports)
         args.emit_points.write_text(yaml.safe_dump({"points": points}, sort_keys=False),
                                     encoding="utf-8")
         print(f"{len(points)} calibration point(s) written to {args.emit_points}"
               + ("" if points else " (none: measurements need a GPU)"))
     return 0 if all(r["measured"]["finite_loss"] for r in reports) else 1
+
+
+def report_of(recipe: str, scale: str, config: dict[str, Any], gpu_id: str,
+              meas: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """One measurement beside the plan of the same settings (its sequence length and the
+    attention that really ran)."""
+    c = copy.deepcopy(config)
+    c["axolotl"]["sequence_len"] = meas["sequence_len"]
+    if meas["attn"] != c["axolotl"].get("attn_implementation"):
+        c["axolotl"]["attn_implementation"] = meas["attn"]
+    estimate = plan_estimate(c, gpu_id, suggest=False, recipe=recipe)
+    gpu = gpus.get(gpu_id)
+    s = settings_from(c, gpu)
+    arch = Arch.from_config(c)
+    f, _ = flops_per_token(arch, s)
+    u = MFU_QLORA if s.quant_bits == 4 else MFU_DEFAULT
+    report = {
+        "recipe": recipe, "method": c["meta"]["method"]["kind"], "scale": scale,
+        "gpu_for_plan": gpu_id,
+        "plan": {"peak_gb": estimate.peak_gb,
+                 "peak_without_context_gb": estimate.peak_gb - CUDA_CONTEXT_GIB,
+                 "breakdown": {t.name: round(t.gb, 4) for t in estimate.terms},
+                 "tokens_per_s": gpu.bf16_tflops * 1e12 * u / f,
+                 "params": arch.total_params},
+        "measured": meas, "notes": notes,
+    }
+    if "max_reserved_gib" in meas:
+        report["error_reserved"] = (report["plan"]["peak_without_context_gb"]
+                                    / meas["max_reserved_gib"] - 1)
+    return report
+
+
+def summary_table(reports: list[dict[str, Any]]) -> str:
+    """Every measurement beside its plan, one line each (GiB; the plan without the CUDA
+    context, which torch's counters do not see)."""
+    head = (f"{'method':<7} {'sequence_len':>12} {'plan GiB':>9} {'allocated':>10} "
+            f"{'reserved':>9} {'plan vs reserved':>17}  device")
+    lines = ["plan beside measurement (torch max_memory_allocated / max_memory_reserved)", head]
+    for r in reports:
+        m, p = r["measured"], r["plan"]
+        if "max_reserved_gib" in m:
+            meas = (f"{m['max_allocated_gib']:>10.2f} {m['max_reserved_gib']:>9.2f} "
+                    f"{r['error_reserved']:>+17.1%}")
+        else:
+            meas = f"{'-':>10} {'-':>9} {'no GPU':>17}"
+        lines.append(f"{r['method']:<7} {m['sequence_len']:>12} "
+                     f"{p['peak_without_context_gb']:>9.2f} {meas}  {m['device']}")
+    return "\n".join(lines)
 
 
 def _print(r: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 Reads ``scripts/bench/calibration.yaml``, builds a recipe-shaped config for each point, runs
 ``tunebook.plan.estimate.estimate`` and prints estimate vs reference with the error.
-Target: within 15%
-on every in-target point (an ``upper_bound`` point passes when the estimate does not exceed it).
+Target: within 15% on every in-target point and never more than 10% under it (an
+underestimate is the dangerous direction: the plan says "fits" and the run dies of OOM); an
+``upper_bound`` point passes when the estimate does not exceed it.
 Points the planner does not model are printed with the reason. ``--strict`` exits 1 on a miss.
 """
 
@@ -17,10 +18,12 @@ from typing import Any
 
 import yaml
 
-from tunebook.plan import estimate as plan
+from tunebook.plan.estimate import estimate
+from tunebook.plan.memory import CUDA_CONTEXT_GIB
 
 CALIBRATION = Path(__file__).with_name("calibration.yaml")
-TARGET = 0.15
+TARGET = 0.15  # |estimate / reference - 1| at most this
+UNDER = 0.10  # and never more than this much under the reference
 GPU_FOR_ARITHMETIC = "a100-80g"  # only its bf16 support matters: every point sets bf16 itself
 STATE_TERMS = ("weights", "LoRA adapters", "gradients", "optimizer states")
 
@@ -53,10 +56,15 @@ def config_of(point: dict[str, Any]) -> dict[str, Any]:
             "axolotl": ax, "launcher": launcher, "data": {}}
 
 
+def within(err: float) -> bool:
+    """The target: at most 15% over and at most 10% under."""
+    return -UNDER <= err <= TARGET
+
+
 def evaluate(point: dict[str, Any]) -> Result:
     config = config_of(point)
     gpus = int(config["launcher"]["gpus_per_node"])
-    p = plan.estimate(config, GPU_FOR_ARITHMETIC, gpus, framework=point.get("framework"),
+    p = estimate(config, GPU_FOR_ARITHMETIC, gpus, framework=point.get("framework"),
                       suggest=False, recipe=point["id"])
     metric = point["metric"]
     overhead = next(t.gb for t in p.terms if t.name.startswith("CUDA context"))
@@ -65,7 +73,7 @@ def evaluate(point: dict[str, Any]) -> Result:
     elif metric in ("capacity", "nvidia_smi"):
         est = p.peak_gb
     elif metric == "torch_reserved":
-        est = p.peak_gb - plan.CUDA_CONTEXT_GIB
+        est = p.peak_gb - CUDA_CONTEXT_GIB
     elif metric == "torch_allocated":
         est = p.peak_gb - overhead
     else:
@@ -78,7 +86,7 @@ def evaluate(point: dict[str, Any]) -> Result:
     elif kind == "upper_bound":
         ok = est <= ref
     else:
-        ok = abs(err) <= TARGET
+        ok = within(err)
     note = str(point.get("expected_miss") or "")
     return Result(point["id"], kind, metric, ref, est, err, ok, note)
 
@@ -95,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     points = load(args.file)
     results = [evaluate(p) for p in points]
     con = Console(width=140)
-    t = Table(title=f"planner vs published reference points (target: within {TARGET:.0%}; "
-                    "upper_bound: estimate must not exceed it)", title_justify="left")
+    t = Table(title=f"planner vs published reference points (target: {-UNDER:+.0%} to "
+                    f"{TARGET:+.0%}; upper_bound: estimate must not exceed it)",
+              title_justify="left")
     for col in ("point", "kind", "compared", "reference GiB", "estimate GiB", "error", "verdict"):
         t.add_column(col, justify="right" if "GiB" in col or col == "error" else "left")
     for r in results:

@@ -64,3 +64,23 @@ def test_unknown_recipe_is_exit_2():
 def test_bad_gpu_count_is_exit_2():
     r = run_tunebook("plan", "--recipe", RECIPE, "--gpus", "0")
     assert r.code == 2 and "Traceback" not in r.text and "at least 1 GPU" in r.err
+
+
+def test_prints_packing_efficiency_and_hours_follow_processed_tokens(tmp_path):
+    """Unpacked and packed, the same data: packing processes fewer tokens, so fewer hours."""
+    plans = {}
+    for name, overrides in (("unpacked", "+axolotl.sample_packing=false"),
+                            ("packed", "+axolotl.sample_packing=true")):
+        out = tmp_path / f"{name}.json"
+        r = run_tunebook("plan", "--recipe", RECIPE, "--gpu", "rtx4090-24g", "--overrides",
+                         overrides, "--json", str(out))
+        assert r.code == 0, r.text
+        assert "packing efficiency" in r.out and "processed tokens per epoch" in r.out
+        plans[name] = json.loads(out.read_text())["time"]
+    unpacked, packed = plans["unpacked"], plans["packed"]
+    assert unpacked["tokens_per_epoch"] == packed["tokens_per_epoch"]  # the same useful tokens
+    assert 0 < unpacked["packing_efficiency"] < packed["packing_efficiency"] <= 1
+    for t in (unpacked, packed):
+        assert t["packing_efficiency"] == t["tokens_per_epoch"] / t["processed_tokens_per_epoch"]
+    assert packed["hours"] < unpacked["hours"]
+    assert packed["steps_per_epoch"] < unpacked["steps_per_epoch"]

@@ -3,6 +3,7 @@ method (4-bit bnb + LoRA, or a full fine-tune), checkpointing and optimiser real
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -87,9 +88,83 @@ def test_gpu_measurements_become_calibration_points():
 def plan_peak_without_context(cfg: dict, seq: int) -> float:
     import copy
 
-    from tunebook.plan import estimate as plan
+    from tunebook.plan.estimate import estimate
+    from tunebook.plan.memory import CUDA_CONTEXT_GIB
 
     c = copy.deepcopy(cfg)
     c["axolotl"]["sequence_len"] = seq
     c["axolotl"]["attn_implementation"] = "sdpa"
-    return plan.estimate(c, "a100-80g", suggest=False).peak_gb - plan.CUDA_CONTEXT_GIB
+    return estimate(c, "a100-80g", suggest=False).peak_gb - CUDA_CONTEXT_GIB
+
+
+def load_gpu_memory():
+    spec = importlib.util.spec_from_file_location("bench_gpu_memory_pure", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_gpu_memory_pure"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_full_scale_refuses_without_cuda(monkeypatch, capsys):
+    import torch
+
+    gm = load_gpu_memory()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    assert gm.main(["--recipe", "mistral7b-qlora-support", "--methods", "qlora,lora"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a CUDA GPU" in err and "--scale tiny" in err
+
+
+def test_methods_share_everything_but_the_method():
+    gm = load_gpu_memory()
+    q = gm.method_config("mistral7b-qlora-support", "", None)
+    lo = gm.method_config("mistral7b-qlora-support", "", "lora")
+    assert q["meta"]["method"]["kind"] == "qlora" and lo["meta"]["method"]["kind"] == "lora"
+    assert q["axolotl"]["load_in_4bit"] and not lo["axolotl"].get("load_in_4bit")
+    for key in ("sequence_len", "micro_batch_size", "datasets", "base_model"):
+        assert q["axolotl"][key] == lo["axolotl"][key], key
+    assert q["meta"]["model"] == lo["meta"]["model"]
+
+
+def test_liger_keys_become_kernel_arguments():
+    gm = load_gpu_memory()
+    assert gm.liger_kwargs({"liger_rope": True, "liger_glu_activation": True,
+                            "liger_fused_linear_cross_entropy": True, "liger_rms_norm": False}
+                           ) == {"rope": True, "swiglu": True, "fused_linear_cross_entropy": True}
+    notes: list[str] = []
+    gm.apply_liger(None, {"liger_rms_norm": True}, "cpu", notes)
+    assert notes == ["Liger kernels (rms_norm) need CUDA: not applied on CPU"]
+
+
+def test_summary_puts_each_measurement_beside_its_plan():
+    gm = load_gpu_memory()
+    gpu = {"device": "NVIDIA H200", "sequence_len": 4096, "max_allocated_gib": 8.0,
+           "max_reserved_gib": 9.0}
+    reports = [
+        {"method": "qlora", "measured": gpu, "plan": {"peak_without_context_gb": 9.9},
+         "error_reserved": 9.9 / 9.0 - 1},
+        {"method": "lora", "measured": {"device": "cpu", "sequence_len": 1024},
+         "plan": {"peak_without_context_gb": 17.0}},
+    ]
+    lines = gm.summary_table(reports).splitlines()
+    assert lines[2].split() == ["qlora", "4096", "9.90", "8.00", "9.00", "+10.0%", "NVIDIA",
+                                "H200"]
+    assert lines[3].split() == ["lora", "1024", "17.00", "-", "-", "no", "GPU", "cpu"]
+
+
+@pytest.mark.smoke
+def test_tiny_sweep_of_both_methods_and_two_lengths(tmp_path):
+    """The GPU measurement's path end to end on CPU: QLoRA and LoRA, two sequence lengths."""
+    out = tmp_path / "sweep.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--recipe", "mistral7b-qlora-support", "--scale", "tiny",
+         "--steps", "1", "--methods", "qlora,lora", "--sequence-len", "16,32", "--json",
+         str(out)], capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV}, cwd=ROOT,
+        timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reports = json.loads(out.read_text())
+    assert [(r["method"], r["measured"]["sequence_len"]) for r in reports] == [
+        ("qlora", 16), ("qlora", 32), ("lora", 16), ("lora", 32)]
+    assert reports[0]["measured"]["quantized_layers"] == 2 * 7
+    assert reports[2]["measured"]["quantized_layers"] == 0
+    assert "plan beside measurement" in proc.stdout

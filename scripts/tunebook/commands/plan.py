@@ -9,8 +9,9 @@ from pathlib import Path
 from tunebook.commands.args import recipe_args
 from tunebook.compose import compose_recipe
 from tunebook.errors import CheckFailed, UserError
-from tunebook.plan.estimate import MFU_DEFAULT, MFU_QLORA, estimate
+from tunebook.plan.estimate import estimate
 from tunebook.plan.table import print_plan
+from tunebook.plan.throughput import MFU_DEFAULT, MFU_QLORA
 
 
 def _gpu_count(text: str) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import sys
 
-from tunebook.plan.estimate import Plan, _n
+from tunebook.plan.estimate import Plan
+from tunebook.plan.units import human as _n
 
 
 def print_plan(plan: Plan, overrides: str = "") -> None:
@@ -49,9 +50,21 @@ def print_plan(plan: Plan, overrides: str = "") -> None:
             tt.add_row("tokens per epoch", "unknown", tc.tokens_source)
         else:
             tt.add_row("tokens per epoch", f"{tc.tokens_per_epoch:,}", tc.tokens_source)
+            if tc.packing_efficiency is not None:
+                tt.add_row("packing efficiency", f"{tc.packing_efficiency:.1%}",
+                           f"useful / processed tokens; {tc.batching}")
+                tt.add_row("processed tokens per epoch", f"{tc.processed_tokens_per_epoch:,.0f}",
+                           f"padding included; {tc.sequences:,} sequences"
+                           + (f", {tc.dropped:,} longer than sequence_len dropped"
+                              if tc.dropped else ""))
+                capped = tc.total_steps < math.ceil(tc.steps_per_epoch * tc.epochs)
+                tt.add_row("optimizer steps", f"{tc.total_steps:,}",
+                           f"{tc.steps_per_epoch:,} per epoch x {tc.epochs:g} epochs"
+                           f"{', capped by max_steps' if capped else ''}; "
+                           f"{tc.tokens_per_step:,.0f} processed tokens per step")
             tt.add_row("evaluation FLOPs", f"{tc.eval_flops:.3g}", tc.eval_detail)
             tt.add_row("total FLOPs", f"{tc.flops_total:.3g}",
-                       f"tokens x FLOPs/token x {tc.epochs:g} epochs + evaluation")
+                       "processed tokens x FLOPs/token over the run + evaluation")
             tt.add_row("GPU hours", f"{tc.hours * plan.gpus:.3g}",
                        f"{plan.gpus} x {plan.gpu} at MFU {tc.mfu:g} (--mfu), "
                        f"wall {_hms(tc.hours)}")
