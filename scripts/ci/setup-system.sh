@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make setup-system`: the Debian packages the test suite needs beyond the Python stack.
-#   chromium          the report's real-browser screenshot test (tests/eval/test_eval_report.py)
-#   slurm-wlm, munge  a real single-node Slurm cluster for the requeue test (scripts/ci/slurm-up.sh)
-#   shellcheck        lints the rendered sbatch script and our shell scripts
+# `make setup-system`: the Debian packages the test suite needs beyond the Python stack:
+# - chromium: the report's real-browser screenshot test;
+# - slurm-wlm and munge: a real single-node Slurm cluster for the requeue test (slurm-up.sh);
+# - the ShellCheck package: the linter of the rendered sbatch script and of our shell scripts.
 # Idempotent: installs only what is missing (nothing to do -> no apt-get at all). Needs root
 # (or sudo) and Debian/Ubuntu apt; `make setup` (the Python venv) needs neither.
 set -euo pipefail
