@@ -80,7 +80,7 @@ class _Side:
 
 def _side(name: str, recipes_dir: Path | None) -> _Side:
     try:
-        composed = compose.compose_recipe(name, recipes_dir=recipes_dir, with_sources=True)
+        composed = compose.compose_recipe(name, recipes_dir=recipes_dir)
     except UserError as e:
         return _Side(error=str(e))
     try:
@@ -139,14 +139,21 @@ def figures(config: dict[str, Any]) -> Figures:
                    hours=t.hours if t else None, cost_usd=t.cost_usd if t else None)
 
 
-def _validation(name: str) -> tuple[bool, str, list[str]]:
+def _validation(name: str) -> tuple[bool, str, list[str], dict[str, str]]:
+    """``validate``'s verdict on the work tree's ``name``: (passes, verdict, warnings, the
+    composer's sources of its values)."""
     try:
         result = validate_recipe(name)
     except UserError as e:
-        return False, str(e), []
+        try:
+            sources = compose.compose_recipe(name, with_sources=True).sources
+        except UserError:
+            sources = {}
+        return False, str(e), [], sources
     warnings = [w.render(result.composed.sources) for w in result.warnings]
     n = len(warnings)
-    return True, "passes" + (f" with {n} warning{'s' * (n != 1)}" if n else ""), warnings
+    verdict = "passes" + (f" with {n} warning{'s' * (n != 1)}" if n else "")
+    return True, verdict, warnings, result.composed.sources
 
 
 def _lock_check() -> tuple[bool, str]:
@@ -187,15 +194,14 @@ def summarize(ref: str) -> Summary:
     recipes = []
     for name, status, old, new in _compare(ref):
         change = RecipeChange(name, status)
-        if status == "changed":
-            sources = new.composed.sources if new.composed else {}
-            change.keys = key_changes(old.effective or {}, new.effective or {}, sources)
         if old.composed is not None:
             change.before = figures(old.composed.config)
         if status != "removed":
+            change.valid, change.validation, change.warnings, sources = _validation(name)
             if new.composed is not None:
                 change.after = figures(new.composed.config)
-            change.valid, change.validation, change.warnings = _validation(name)
+            if status == "changed":
+                change.keys = key_changes(old.effective or {}, new.effective or {}, sources)
         recipes.append(change)
     lock_ok, lock_detail = _lock_check()
     return Summary(ref, recipes, lock_ok, lock_detail)
@@ -233,7 +239,9 @@ def _cost(f: Figures | None) -> str:
 
 
 def _gpu(f: Figures | None) -> str:
-    return "—" if f is None or not f.gpu else f"{f.gpus} x `{f.gpu}`"
+    if f is None or not f.gpu:
+        return "—"
+    return f"`{f.gpu}`" if f.error else f"{f.gpus} x `{f.gpu}`"
 
 
 def _recipe_markdown(r: RecipeChange) -> list[str]:
@@ -253,7 +261,7 @@ def _recipe_markdown(r: RecipeChange) -> list[str]:
     lines += ["| planner (meta.gpu) | before | after |", "|---|---|---|",
               f"| GPU | {_gpu(r.before)} | {_gpu(r.after)} |",
               f"| peak memory | {_gib(r.before)} | {_gib(r.after)} |",
-              f"| hours | {_hours(r.before)} | {_hours(r.after)} |",
+              f"| time | {_hours(r.before)} | {_hours(r.after)} |",
               f"| cost | {_cost(r.before)} | {_cost(r.after)} |", ""]
     if r.status != "removed":
         if r.valid:
@@ -277,8 +285,8 @@ def markdown(summary: Summary) -> str:
     lines = [f"## Recipes changed since `{summary.ref}`", "",
              f"{len(summary.recipes)} recipe(s) changed their resolved config ({what}). "
              f"{lock_line}.", "",
-             "Hours and cost: the planner's estimate on the recipe's planned GPU, counting "
-             "the work tree's data for both sides.", ""]
+             "Planner: peak memory, training time and cost on the recipe's planned GPU "
+             "(`make plan`), counting the work tree's data on both sides.", ""]
     for r in summary.recipes:
         lines += _recipe_markdown(r)
     return "\n".join(lines).rstrip("\n") + "\n"
