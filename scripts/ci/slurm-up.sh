@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A real single-node Slurm cluster on this machine, for the requeue test (tests/test_slurm_cluster.py)
-# and for trying `make sbatch` scripts by hand. Debian's slurm-wlm and munge (`make setup-system`).
+# A real single-node Slurm cluster on this machine, for the requeue test
+# (tests/training/test_slurm_requeue.py) and for trying `make sbatch` scripts by hand, from
+# Debian's slurm-wlm and munge (`make setup-system`).
 #
 #   scripts/ci/slurm-up.sh        start munged, slurmctld and slurmd in the background; wait
 #                                 until the node is idle (about 5 s). Idempotent: a cluster that
