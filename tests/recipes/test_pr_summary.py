@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from clihelp import ROOT, assert_user_error, run_tunebook
-from tunebook import compose, plan
+from tunebook import compose
+from tunebook.plan.estimate import estimate
 
 QLORA = Path("recipes") / "method" / "qlora.yaml"
 
@@ -54,7 +55,7 @@ def _row(section: str, label: str) -> list[str]:
 
 def _peak(root: Path, name: str) -> str:
     config = compose.compose_recipe(name, recipes_dir=root / "recipes").config
-    return f"{plan.estimate(config, config['meta']['gpu'], suggest=False).peak_gb:.1f} GiB"
+    return f"{estimate(config, config['meta']['gpu'], suggest=False).peak_gb:.1f} GiB"
 
 
 def test_no_change_is_one_line(pr_root):
@@ -110,7 +111,9 @@ def test_added_removed_and_invalid_recipes_and_the_smoke_list(pr_root):
     recipes = pr_root / "recipes"
     (recipes / "llama8b-lora-support.yaml").rename(recipes / "llama8b-lora-support2.yaml")
     tiny = recipes / "tiny-lora-triage.yaml"
-    tiny.write_text(tiny.read_text().replace("  gpu: cpu\n", "  gpu: no-such-gpu\n"))
+    text = tiny.read_text()
+    assert "  status: stable\n" in text and "  gpu:" not in text  # its profile sets meta.gpu
+    tiny.write_text(text.replace("  status: stable\n", "  status: stable\n  gpu: no-such-gpu\n"))
     out = _summary(pr_root)
     assert _listed(out) == {"llama8b-lora-support": "removed",
                             "llama8b-lora-support2": "added", "tiny-lora-triage": "changed"}
