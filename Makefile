@@ -13,10 +13,10 @@ R = $(if $(RECIPE),--recipe '$(RECIPE)') $(if $(OVERRIDES),--overrides '$(OVERRI
 opt = $(if $($(1)),--$(2) '$($(1))')
 flag = $(if $(filter 1 true yes,$($(1))),--$(2))
 
-.PHONY: help setup lock-env list show validate render lock lock-check diff catalog \
-        data-check convert split new-task plan baseline train smoke smoke-all eval gate report review \
-        review-score merge demo sbatch runs ui register sweep test test-fast lint \
-        bench bench-validate bench-data bench-plan bench-train clean
+.PHONY: help setup setup-system lock-env list show validate render lock lock-check diff \
+        pr-summary catalog data-check convert split new-task plan baseline train smoke smoke-all \
+        eval gate report review review-score merge demo sbatch runs ui register sweep test \
+        test-fast lint bench bench-validate bench-data bench-plan bench-train clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,9 @@ setup: $(STAMP) ## create .venv with the pinned stack (requirements.lock); idemp
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r requirements.lock && $(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . && touch $@
+
+setup-system: ## Debian packages the tests need: chromium, slurm-wlm, munge, shellcheck (root; idempotent)
+	scripts/ci/setup-system.sh
 
 lock-env: ## re-resolve the pinned stack from pyproject.toml into requirements.lock
 	scripts/lock-env.sh
@@ -49,6 +52,9 @@ lock-check: setup ## fail (exit 1) naming every recipe whose snapshot is stale
 
 diff: setup ## resolved-config diff of RECIPE (or of every changed recipe) vs REF (default HEAD)
 	@$(TB) diff $(R) $(call opt,REF,ref)
+
+pr-summary: setup ## Markdown for a PR: recipes changed vs REF (default HEAD) [CHANGED=1: names only]
+	@$(TB) pr-summary $(call opt,REF,ref) $(call flag,CHANGED,changed)
 
 catalog: setup ## regenerate the recipe table in README.md
 	@$(TB) catalog --write README.md
@@ -122,8 +128,8 @@ test: setup ## the test suite, every tier (CI runs this)
 test-fast: setup ## tier 1 only: no training
 	$(VENV)/bin/python -m pytest -n 2 -m "not smoke and not slow"
 
-lint: setup ## ruff + yamllint + shellcheck
-	$(VENV)/bin/ruff check scripts tests && $(VENV)/bin/yamllint -s recipes eval-suites data-templates && $(VENV)/bin/shellcheck .ci/run scripts/*.sh
+lint: setup ## ruff + yamllint + shellcheck + actionlint
+	$(VENV)/bin/ruff check scripts tests && $(VENV)/bin/yamllint -s recipes eval-suites data-templates .github && $(VENV)/bin/shellcheck .ci/run scripts/*.sh scripts/ci/*.sh && $(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
 
 bench: bench-validate bench-data bench-plan bench-train ## every benchmark
 

@@ -41,6 +41,9 @@ COMMANDS: tuple[Command, ...] = (
             recipes.lock_args, recipes.write_lock),
     Command("diff", "resolved-config diff between a git ref and the work tree",
             recipes.diff_args, recipes.diff),
+    Command("pr-summary", "Markdown for a pull request: recipes whose resolved config changed "
+            "vs a git ref, with plan, validate and lock-check", recipes.pr_summary_args,
+            recipes.pr_summary),
     Command("render", "write runs/<recipe>/<run-id>/ without training",
             recipes.render_args, recipes.render),
     Command("data-check", "the data gate: a recipe's train/val/test, or any file",

@@ -148,3 +148,45 @@ def test_sbatch_script_runs_one_task_per_node_and_resumes_when_requeued(tmp_path
     assert "rendezvous gpu-a17:29500" in proc.stdout
     assert f"{paths.RUNS.resolve()}/llama8b-lora-support/slurm-4242" in proc.stdout
     assert ("resuming" in proc.stdout) == bool(restarts)
+
+
+def test_sbatch_for_a_cpu_recipe_requests_no_gpu():
+    script = slurm.render_sbatch("tiny-lora-triage", "axolotl.num_epochs=1", nodes=1,
+                                 gpus_per_node=1)
+    text = script.read_text()
+    assert _shellcheck(script).returncode == 0
+    assert "--gpus-per-node=" not in text  # no GPU gres: the job fits a node without GPUs
+    assert f"#SBATCH --cpus-per-task={slurm.CPU_JOB_CPUS}\n" in text
+    assert "# Topology: CPU only" in text
+    assert f"export TUNEBOOK_ROOT={paths.ROOT}\n" in text  # trains in the tree it came from
+
+
+def test_sbatch_refuses_a_cpu_recipe_on_several_processes():
+    with pytest.raises(UserError, match=r"planned for CPU only \(meta.gpu: cpu\)"):
+        slurm.render_sbatch("tiny-lora-triage", "launcher=ddp", nodes=1, gpus_per_node=2)
+
+
+def test_sbatch_cli_says_cpu_only(capsys, tmp_path):
+    out = tmp_path / "job.sh"
+    assert cli.main(["sbatch", "--out", str(out)]) == 0
+    assert "1 node(s) x 1 process, CPU only" in capsys.readouterr().out
+
+
+def test_a_requeued_job_may_repeat_its_overrides_and_topology(capsys):
+    """The script passes the run's overrides and topology again when Slurm requeues it; the
+    resumed run accepts exactly those (the manifest records the topology as ``++launcher...``)
+    and still refuses a changed override."""
+    from tunebook.rundir import RunDir
+    from tunebook.training import run as lifecycle
+
+    short = "+axolotl.max_steps=4 axolotl.eval_steps=2 axolotl.save_steps=2"
+    topology = {"nnodes": 1, "gpus_per_node": 1}
+    assert cli.main(["train", "--dry-run", "--overrides", short, "--nnodes", "1",
+                     "--gpus-per-node", "1"]) == 0
+    config = next(line.split(":", 1)[1].strip() for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("config:"))
+    run = RunDir.open(Path(config).parent)
+    assert "++launcher.nnodes=1" in run.manifest()["overrides"]
+    lifecycle._check_same_overrides(run, short, topology)  # what the requeued job passes
+    with pytest.raises(UserError, match="RESUME with OVERRIDES"):
+        lifecycle._check_same_overrides(run, short + " axolotl.num_epochs=2", topology)

@@ -1,5 +1,5 @@
-"""Recipe commands: ``list``, ``show``, ``catalog``, ``validate``, ``render``, ``lock`` and
-``diff``."""
+"""Recipe commands: ``list``, ``show``, ``catalog``, ``validate``, ``render``, ``lock``,
+``diff`` and ``pr-summary``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tunebook import catalog, compose, lock, paths
+from tunebook import catalog, compose, lock, paths, prsummary
 from tunebook.commands.args import recipe_args
 from tunebook.errors import CheckFailed, UserError
 from tunebook.training import render as run_render
@@ -135,4 +135,18 @@ def diff(args: argparse.Namespace) -> int:
               + ", ".join(n for n, _ in diffs) + "\n")
     for _name, text in diffs:
         print(text)
+    return 0
+
+
+def pr_summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ref", default="HEAD", help="git ref to compare with (default HEAD)")
+    p.add_argument("--changed", action="store_true",
+                   help="print only the recipes added or changed, one name a line")
+
+
+def pr_summary(args: argparse.Namespace) -> int:
+    if args.changed:
+        print("\n".join(prsummary.changed_recipes(args.ref)))
+    else:
+        print(prsummary.markdown(prsummary.summarize(args.ref)), end="")
     return 0

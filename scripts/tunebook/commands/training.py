@@ -120,7 +120,8 @@ def sbatch(args: argparse.Namespace) -> int:
                                  gpus_per_node=gpus, partition=args.partition,
                                  time_limit=args.time,
                                  out=Path(args.out).resolve() if args.out else None)
-    print(f"wrote {paths.rel(script)} ({args.nodes} node(s) x {gpus} GPU(s))")
+    each = "GPU(s)" if slurm.needs_gpu(args.recipe, args.overrides) else "process, CPU only"
+    print(f"wrote {paths.rel(script)} ({args.nodes} node(s) x {gpus} {each})")
     print(f"submit: sbatch {shlex.quote(paths.rel(script))}")
     return 0
 

@@ -113,9 +113,10 @@ def _run_dir(validated: Any, topo: distributed.Topology, extra: dict[str, Any], 
 
 def _with_topology(items: list[str], topology: dict[str, Any]) -> list[str]:
     """``items`` plus the topology options as overrides: the resolved recipe records the real
-    topology."""
-    return [*items, *(f"launcher.{k}={topology[k]}" for k in ("nnodes", "gpus_per_node")
-                      if topology.get(k) is not None)]
+    topology, in the normalized form the manifest records (``++launcher.nnodes=2``)."""
+    return parse_overrides([*items, *(f"launcher.{k}={topology[k]}"
+                                      for k in ("nnodes", "gpus_per_node")
+                                      if topology.get(k) is not None)])
 
 
 def _check_same_overrides(run: RunDir, overrides: str | list[str],

@@ -22,6 +22,8 @@ from tunebook.errors import UserError
 
 TEMPLATE = "launcher/slurm/sbatch.sh.j2"  # under recipes/
 DEFAULT_PORT = 29500
+CPU = "cpu"  # meta.gpu of a recipe planned for CPU only: its job requests no GPU
+CPU_JOB_CPUS = 2  # cores a CPU-only job asks for: such recipes are sized for a laptop or CI runner
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$|^\d+-\d{1,2}$")  # Slurm's --time forms
 
 
@@ -54,6 +56,10 @@ def render_sbatch(recipe: str, overrides: str, *, nodes: int, gpus_per_node: int
     items = parse_overrides(overrides)
     validated = validate_recipe(recipe, [*items, *topology_overrides(nodes, gpus_per_node)])
     launcher = validated.recipe.launcher
+    gpu = validated.recipe.meta.gpu != CPU
+    if not gpu and nodes * gpus_per_node > 1:
+        raise UserError(f"recipe {recipe} is planned for CPU only (meta.gpu: {CPU}): one node, "
+                        f"one process; got --nodes {nodes} --gpus-per-node {gpus_per_node}")
     runs_dir = paths.RUNS.resolve() / recipe
     log_dir = runs_dir / "slurm-logs"
     log_dir.mkdir(parents=True, exist_ok=True)  # Slurm does not create the --output directory
@@ -66,7 +72,8 @@ def render_sbatch(recipe: str, overrides: str, *, nodes: int, gpus_per_node: int
     try:
         text = env.get_template(TEMPLATE).render(
             recipe=recipe, overrides=shlex.join(items), nodes=nodes, gpus_per_node=gpus_per_node,
-            cpus_per_task=cpus_per_task or max(4, 8 * gpus_per_node), time=time_limit,
+            gpu=gpu, time=time_limit,
+            cpus_per_task=cpus_per_task or (max(4, 8 * gpus_per_node) if gpu else CPU_JOB_CPUS),
             partition=partition, launcher=launcher.name, job_name=f"tb-{recipe}"[:64],
             log_dir=log_dir, runs_dir=runs_dir, root=paths.ROOT, tunebook=tunebook_bin,
             master_port=master_port, script=script, created=time.strftime("%Y-%m-%d %H:%M"),
@@ -82,3 +89,8 @@ def render_sbatch(recipe: str, overrides: str, *, nodes: int, gpus_per_node: int
 def launcher_gpus(recipe: str, overrides: str) -> int:
     launcher: dict[str, Any] = compose_recipe(recipe, overrides).config.get("launcher") or {}
     return int(launcher.get("gpus_per_node") or 1)
+
+
+def needs_gpu(recipe: str, overrides: str) -> bool:
+    """False for a recipe planned for CPU only (``meta.gpu: cpu``): its job asks for no GPU."""
+    return (compose_recipe(recipe, overrides).config.get("meta") or {}).get("gpu") != CPU
