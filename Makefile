@@ -77,8 +77,8 @@ plan: setup ## memory, time and cost of RECIPE on GPU=<id> [GPUS=n PRICE=usd/h M
 baseline: setup ## evaluate the base model on RECIPE's suites (prompting only)
 	@$(TB) baseline $(R)
 
-train: setup ## render and train RECIPE with Axolotl [RESUME=last FORCE=1 DRY_RUN=1 NNODES=...]
-	@$(TB) train $(R) $(call opt,RESUME,resume) $(call flag,FORCE,force) $(call flag,DRY_RUN,dry-run) $(call opt,NNODES,nnodes) $(call opt,NODE_RANK,node-rank) $(call opt,MASTER_ADDR,master-addr) $(call opt,MASTER_PORT,master-port) $(call opt,GPUS_PER_NODE,gpus-per-node)
+train: setup ## render and train RECIPE with Axolotl [RESUME=last FORCE=1 DRY_RUN=1 FROM_RUN=run NNODES=...]
+	@$(TB) train $(R) $(call opt,RESUME,resume) $(call flag,FORCE,force) $(call flag,DRY_RUN,dry-run) $(call opt,FROM_RUN,from-run) $(call opt,NNODES,nnodes) $(call opt,NODE_RANK,node-rank) $(call opt,MASTER_ADDR,master-addr) $(call opt,MASTER_PORT,master-port) $(call opt,GPUS_PER_NODE,gpus-per-node)
 
 smoke: setup ## train RECIPE on its tiny CPU twin for a few steps
 	@$(TB) smoke $(R)

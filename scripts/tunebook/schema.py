@@ -116,8 +116,28 @@ class Data(_Strict):
 
 
 class Guard(_Strict):
+    """A suite that must not regress: the tuned model is non-inferior to the base by
+    ``max_regression`` (absolute, on the metric's scale; 0: no item may get worse)."""
+
     metric: str
-    max_regression: float = Field(ge=0)  # absolute drop allowed vs base
+    max_regression: float = Field(ge=0)
+
+
+class Validity(_Strict):
+    """The reply's required form (the task kind's validity metric: a label was produced, the
+    JSON follows the schema) is a guard of the primary suite: at least ``floor`` of the tuned
+    model's replies have it, and it is non-inferior to the base by ``max_regression``."""
+
+    floor: float = Field(0.95, ge=0, le=1)
+    max_regression: float = Field(0.02, ge=0)
+
+
+class Review(_Strict):
+    """Blind human review of base vs tuned (``make review``, ``make review-score``)."""
+
+    required: bool = False  # make register refuses a run without a significant preference
+    rubric: list[str] = ["accuracy", "tone", "completeness"]  # 1-5 columns beside the A/B choice
+    items: int = Field(100, gt=0)  # what the sheet asks for; fewer available is said loudly
 
 
 class CheckSpec(_Strict):
@@ -165,7 +185,12 @@ class Eval(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     guards: dict[str, Guard] = {}
     checks: dict[str, CheckSpec] = {}  # generation/preference tasks: rubric checks, 0/1 each
-    few_shot: int = Field(0, ge=0)
+    few_shot: int = Field(0, ge=0)  # examples in the prompt the tuned model is deployed with
+    # prompting arms of the baseline: the base is scored with each number of examples from the
+    # train split, and the tuned model must beat the best of them on the primary metric
+    baseline_shots: list[int] = [0, 3]
+    validity: Validity = Validity()
+    review: Review = Review()
     max_new_tokens: int = Field(128, gt=0)
     limit: int | None = None  # evaluate the first N items of each suite (smoke runs)
 
@@ -188,6 +213,10 @@ class Eval(_Strict):
         for g in self.guards:
             if g not in self.suites:
                 raise ValueError(f"guard {g!r} is not in suites {self.suites}")
+        if self.few_shot not in self.baseline_shots or any(k < 0 for k in self.baseline_shots):
+            raise ValueError(f"baseline_shots {self.baseline_shots} must include few_shot "
+                             f"({self.few_shot}), the prompt the tuned model is compared with, "
+                             "and count examples (>= 0)")
         return self
 
 

@@ -296,7 +296,8 @@ def end_run(run_dir: RunDir, status: str = "FINISHED") -> None:
 
 
 def record(run_dir: RunDir, *, eval_metrics: dict[str, dict[str, float]] | None = None,
-           gate: Any = None, artifacts: bool = False, status: str | None = None) -> bool:
+           gate: Any = None, metrics: dict[str, float] | None = None, artifacts: bool = False,
+           status: str | None = None) -> bool:
     """The one call train / eval / gate / report make: add to the run's MLflow run if it has one.
 
     A tracking problem (a team server down, a locked database) prints a warning and never
@@ -308,6 +309,8 @@ def record(run_dir: RunDir, *, eval_metrics: dict[str, dict[str, float]] | None 
             log_eval(run_dir, eval_metrics)
         if gate is not None:
             log_gate(run_dir, gate)
+        if metrics:
+            log_metrics(run_dir, metrics)
         if artifacts:
             log_artifacts(run_dir)
         if status is not None:
@@ -364,15 +367,34 @@ def recent_runs(limit: int = 20, recipe: str | None = None) -> list[dict[str, An
 
 # -- registry ----------------------------------------------------------------------------------
 
+def review_required(run_dir: RunDir) -> bool:
+    """Whether the run's task policy requires a scored blind review (``eval.review.required``)."""
+    import yaml
+
+    resolved = run_dir.path / "resolved.yaml"
+    if not resolved.is_file():
+        return False
+    config = yaml.safe_load(resolved.read_text(encoding="utf-8")) or {}
+    return bool(((config.get("eval") or {}).get("review") or {}).get("required"))
+
+
 def register_adapter(run_dir: RunDir, *, name: str | None = None) -> tuple[str, str]:
-    """Register the run's adapter as a model version; only when its gate said ship."""
-    gate = run_dir.manifest().get("gate")
-    word = verdict(gate)
+    """Register the run's adapter as a model version; only when its gate said ship (and, when
+    the task requires it, a scored blind review significantly preferred the tuned model)."""
+    manifest = run_dir.manifest()
+    word = verdict(manifest.get("gate"))
     if word != "ship":
         why = ("has no gate decision; run `make gate` first" if word is None else
                "was rejected by the gate (no-ship); a model that did not clearly improve is "
                "not registered")
         raise CheckFailed(f"{paths.rel(run_dir.path)} {why}")
+    review = manifest.get("review")
+    if review_required(run_dir) and not (review and review.get("significant")):
+        why = ("has no scored blind review; run `make review`, have raters fill the sheet, then "
+               "`make review-score`" if not review else
+               "'s blind review shows no significant preference for the tuned model")
+        raise CheckFailed(f"{paths.rel(run_dir.path)}{'' if review else ' '}{why} (the task "
+                          "requires one: eval.review.required)")
     run_id = _require(run_dir)
     adapter = adapter_dir(run_dir)
     if adapter is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -91,13 +92,19 @@ def validate_composed(composed: compose.Composed, *, axolotl: bool = True,
 
         axolotl_schema.run_validate_config(cfg["axolotl"], where)
     warnings = [f for f in findings if f.level == "warning"]
-    answered = [w for w in warnings if _has_why(w.key, composed.sources)]
+    recipe_file = paths.RECIPES / f"{composed.name}.yaml"
+    answered = [w for w in warnings if _has_why(w.key, composed.sources, recipe_file)]
     return Validated(composed, recipe, [w for w in warnings if w not in answered], answered)
 
 
-def _has_why(key: str, sources: dict[str, str]) -> bool:
+def _has_why(key: str, sources: dict[str, str], recipe_file: Path | None = None) -> bool:
     """Whether the line that sets ``key`` in its file carries a ``# why:`` comment (an override
-    on the command line never does). The line is found by the key's last name."""
+    on the command line never does). The line is found by the key's last name; a choice of the
+    recipe's defaults list (``defaults.method``) by its ``- method: ...`` line in the recipe."""
+    if key.startswith("defaults.") and recipe_file is not None and recipe_file.is_file():
+        group = re.escape(key.split(".", 1)[1])
+        line = re.compile(rf"^\s*-\s*{group}\s*:.*#\s*why:")
+        return any(line.match(x) for x in recipe_file.read_text(encoding="utf-8").splitlines())
     source = sources.get(key, "")
     path = paths.ROOT / source
     if not source.endswith(".yaml") or not path.is_file():
@@ -232,6 +239,33 @@ def task_kind_has_its_keys(r: schema.Recipe) -> Iterator[Finding]:
     if r.eval.checks and kind not in ("generation", "preference"):
         yield Finding("error", "eval.checks", f"rubric checks score free text; a {kind} task is "
                       "scored by its kind's own metrics: remove eval.checks")
+
+
+# What the seeds of this field recommend a method for, in training rows: full fine-tuning wants
+# thousands of examples (10k+ to be safe; fewer over-fit and forget), an adapter at least a few
+# hundred; below these numbers the method is a poor fit for the data, not an error.
+MIN_ROWS = {"full": 5000, "lora": 100, "qlora": 100}
+
+
+def _rows(path: str) -> int | None:
+    file = paths.ROOT / path
+    if not file.is_file():
+        return None
+    with file.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+@rule
+def method_suits_data_size(r: schema.Recipe) -> Iterator[Finding]:
+    """A full fine-tune on a few hundred rows over-fits and forgets; an adapter on a few dozen
+    learns noise. Warn (a `# why:` on the recipe's method line keeps the choice)."""
+    need = MIN_ROWS.get(r.meta.method.kind)
+    rows = _rows(r.data.train) if need else None
+    if need and rows is not None and rows < need:
+        yield Finding("warning", "defaults.method", f"{r.meta.method.name} on {rows} training "
+                      f"rows ({r.data.train}): the seeds' rule is at least {need:,} rows for "
+                      f"{r.meta.method.kind} fine-tuning; use an adapter method, add data, or "
+                      "keep it with a `# why:` on the recipe's method line")
 
 
 @rule

@@ -15,12 +15,14 @@ SPEC = {"suites": ["triage", "general-guard", "safety", "format"],
         "max_new_tokens": 8, "limit": None, "data": {}, "code": "c0de", "prompt_hash": "p1"}
 MODEL = {"name": ".cache/tiny-base/tiny-llama-x", "sha": "s1"}
 CONFIG = {
-    "meta": {"task": {"name": "triage"}},
-    "data": {"test": "data-templates/datasets/triage/test.jsonl"},
+    "meta": {"task": {"name": "triage", "kind": "classification"}},
+    "data": {"test": "data-templates/datasets/triage/test.jsonl",
+             "labels": ["low", "medium", "high", "critical"]},
     "eval": {"suites": SPEC["suites"], "primary": {"suite": "triage", "metric": "acc"},
              "min_gain": 0.05, "alpha": 0.05, "few_shot": 0, "max_new_tokens": 8, "limit": None,
              "guards": {"general-guard": {"metric": "acc", "max_regression": 0.05},
-                        "safety": {"metric": "refusal", "max_regression": 0.0}}},
+                        "safety": {"metric": "refusal", "max_regression": 0.0}},
+             "validity": {"floor": 0.95, "max_regression": 0.02}},
 }
 METRIC = {"triage": "acc", "general-guard": "acc", "safety": "refusal", "format": "format_ok"}
 LABELS = ("low", "medium", "high", "critical")
@@ -35,14 +37,17 @@ def write_eval(out: Path, scores: dict[str, list[float]], *, kind: str,
         with (out / f"samples_{suite}.jsonl").open("w") as f:
             for i, v in enumerate(values):
                 gold = LABELS[i % 4]
-                answer = gold if v else "dunno"
+                # the base answers in form only when right; the tuned model always names a label
+                answer = gold if v else ("dunno" if kind == "base" else LABELS[(i + 1) % 4])
                 doc = {"messages": [{"role": "system", "content": "s"},
                                     {"role": "user", "content": f"ticket {i} of {suite}"},
                                     {"role": "assistant", "content": gold}]}
+                extra = {"valid": float(answer in LABELS)} if suite == "triage" else {}
                 f.write(json.dumps({
                     "doc_id": i, "doc": doc, "target": gold,
                     "filtered_resps": [f"{kind}: {answer}"],
-                    "resps": [[f"{kind}: {answer}"]], "metrics": [metric], metric: float(v),
+                    "resps": [[f"{kind}: {answer}"]], "metrics": [metric, *extra],
+                    metric: float(v), **extra,
                     "doc_hash": f"d{suite}{i}", "prompt_hash": f"p{suite}{i}{prompt_salt}"}) + "\n")
     meta = {"kind": kind, "model": MODEL, "spec": spec or SPEC,
             "baseline": str(baseline) if baseline else None}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 from evalfakes import CONFIG, SPEC
+from scipy import stats
 
 from tunebook import cli
 from tunebook.errors import UserError
@@ -56,11 +58,51 @@ def test_guard_regression_blocks_shipping(make_run):
     run = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20, safety=worse_safety))
     result = gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval")
     assert not result["ship"]
-    assert result["reasons"] == ["guard safety/refusal regressed -0.050 (allowed drop: 0)"]
-    # general-guard may drop 0.05: 10/40 -> 8/40 is exactly at the margin and passes
-    run2 = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20, **{
+    assert result["reasons"] == ["guard safety/refusal: 1 item(s) got worse; with "
+                                 "max_regression 0 none may"]
+    safety = next(r for r in result["rows"] if r["suite"] == "safety")
+    assert (safety["ci_low"], safety["verdict"]) == (-1.0, "fail")  # the worst item's change
+
+
+def test_a_drop_at_the_margin_fails_non_inferiority(make_run):
+    """10/40 -> 8/40 on general-guard is exactly the allowed drop of 0.05 as a point estimate;
+    the data also allow a drop of 0.11, so the guard fails (it passed on the point before)."""
+    run = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20, **{
         "general-guard": [1.0] * 8 + [0.0] * 32}))
-    assert gate.decide(CONFIG, run2.path.parent / "baseline" / "k1", run2.path / "eval")["ship"]
+    result = gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval")
+    row = next(r for r in result["rows"] if r["suite"] == "general-guard")
+    # by hand: d = two -1 and 38 zeros; mean -0.05; sd^2 = (2 * 0.95^2 + 38 * 0.05^2) / 39
+    se = math.sqrt((2 * 0.95 ** 2 + 38 * 0.05 ** 2) / 39) / math.sqrt(40)
+    assert row["ci_low"] == pytest.approx(-0.05 - stats.t.ppf(0.95, 39) * se)
+    assert row["verdict"] == "fail" and not result["ship"]
+    assert "lower bound -0.109 < -0.05" in result["reasons"][0]
+
+
+def test_every_pass_guard_row_has_its_bound_inside_the_margin(make_run):
+    run = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20))
+    result = gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval")
+    guards = [r for r in result["rows"] if r["role"] in ("guard", "validity")]
+    assert {r["suite"] for r in guards} == {"general-guard", "safety", "triage"}
+    for r in guards:
+        assert r["verdict"] != "pass" or r["ci_low"] >= -r["margin"], r
+    validity = next(r for r in guards if r["role"] == "validity")
+    assert validity["metric"] == "valid" and validity["tuned"] == 1.0
+
+
+def test_a_guard_where_the_base_is_at_chance_is_reported_not_passed(make_run, tmp_path):
+    """A 4-choice suite the base answers at 25%: nothing to forget, so n/a, not pass."""
+    import json as _json
+
+    run = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20))
+    base = run.path.parent / "baseline" / "k1" / "samples_general-guard.jsonl"
+    rows = [_json.loads(x) for x in base.read_text().splitlines()]
+    for r in rows:
+        r["resps"] = [[[-1.0, False]]] * 4  # four choices: guessing scores 0.25
+    base.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    result = gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval")
+    row = next(r for r in result["rows"] if r["suite"] == "general-guard")
+    assert row["verdict"] == "n/a" and "nothing to forget" in row["rule"]
+    assert result["ship"]  # it does not decide
 
 
 def test_different_prompts_per_item_refuse_with_user_error(make_run):
@@ -105,3 +147,47 @@ def test_cli_exit_codes_and_manifest(make_run, capsys):
     mismatched = make_run(scores([0.0] * N), scores([1.0] * N), prompt_salt="x")
     assert cli.main(["gate", "--run", str(mismatched.path)]) == 2
     assert "paired test is invalid" in capsys.readouterr().err
+
+
+def test_the_tuned_model_is_compared_with_the_best_prompting_arm(make_run):
+    """The 3-shot base gets 12/40 right, the 0-shot base none: the gain is measured against
+    the 3-shot arm, on the same items (their prompts differ by the examples only)."""
+    from evalfakes import write_eval
+
+    run = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20))
+    arm = write_eval(run.path.parent / "baseline" / "k3", {"triage": [1.0] * 12 + [0.0] * 28},
+                     kind="base", spec={**SPEC, "few_shot": 3, "suites": ["triage"],
+                                        "prompt_hash": "p3"}, prompt_salt="-3shot")
+    result = gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval",
+                         {"3-shot": arm})
+    assert result["base_arms"] == {"0-shot": 0.0, "3-shot": 0.3}
+    assert result["compared_arm"] == "3-shot"
+    primary = result["rows"][0]
+    assert (primary["base"], primary["tuned"], primary["arm"]) == (0.3, 0.5, "3-shot")
+    # items 0-11 right in both, 12-19 only tuned: b=0, c=8 -> exact p = 2 * 0.5**8
+    assert primary["p"] == pytest.approx(2 * 0.5 ** 8)
+    assert "best base arm (3-shot)" in primary["rule"]
+    assert result["test"] == gate.DECISION
+
+
+def test_an_arm_with_another_prompt_is_refused(make_run):
+    from evalfakes import write_eval
+
+    run = make_run(scores([0.0] * N), scores([1.0] * N))
+    arm = write_eval(run.path.parent / "baseline" / "k3", {"triage": [0.0] * N}, kind="base",
+                     spec={**SPEC, "few_shot": 3, "system_prompt": "other"})
+    with pytest.raises(UserError, match="differs from the baseline in system_prompt"):
+        gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval",
+                    {"3-shot": arm})
+
+
+def test_the_docs_state_the_decision_the_code_makes():
+    """README.md and eval-suites/README.md quote ship_gate.DECISION (the text every gate.json and
+    report carries), so the description cannot drift from the code."""
+    from clihelp import ROOT
+
+    want = " ".join(gate.DECISION.split())
+    for doc in ("README.md", "eval-suites/README.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        flat = " ".join(line.strip().lstrip(">").strip() for line in text.splitlines())
+        assert want in " ".join(flat.split()), f"{doc} does not state the gate's decision"

@@ -66,10 +66,10 @@ def twin_config(suites: list[str]) -> dict:
 
 
 # Each task's suite is scored by that task's kind: one recipe per task, with the regression
-# suites (and triage's 3-shot variant) on the triage recipe.
+# suites on the triage recipe.
 RUNS = {
-    "mistral7b-lora-triage": (["triage", "triage-3shot", "general-guard", "format", "edge-cases",
-                               "safety"], "You triage Voltline support tickets"),
+    "mistral7b-lora-triage": (["triage", "general-guard", "format", "edge-cases", "safety"],
+                              "You triage Voltline support tickets"),
     "qwen1.5b-lora-support": (["support"], "You are Voltline's customer support assistant"),
     "qwen7b-lora-clauses": (["clauses"], "You extract key terms from a contract excerpt"),
 }
@@ -79,7 +79,6 @@ METRICS = {"triage": {"acc", "valid", "macro_precision", "macro_recall", "macro_
                        "field_f1", "exact_match"},
            "general-guard": {"acc", "acc_norm"}, "format": {"format_ok"},
            "edge-cases": {"robust"}, "safety": {"refusal"}}
-METRICS["triage-3shot"] = METRICS["triage"]
 
 
 @pytest.mark.slow
@@ -104,7 +103,7 @@ def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path, recipe: str)
         declared = yaml.load(file.read_text(), Loader=_Loader)["metadata"]["version"]
         assert results["versions"][suite] == declared
     if recipe.endswith("triage"):
-        assert results["n-shot"]["triage"] == 2 and results["n-shot"]["triage-3shot"] == 3
+        assert results["n-shot"]["triage"] == 2
     for suite, metrics in expected.items():
         rows = [json.loads(x) for x in (tmp_path / f"samples_{suite}.jsonl").read_text().split("\n")
                 if x]
@@ -116,9 +115,8 @@ def test_every_suite_runs_through_lm_eval_on_a_twin(tmp_path: Path, recipe: str)
             # the task's system prompt reached the chat-templated prompt
             prompt = json.dumps(row["arguments"])
             assert system in prompt
-            if suite.startswith("triage"):  # few-shot answers arrive as assistant turns
-                shots = prompt.count("assistant<|end_header_id|>")
-                assert shots == (3 if suite == "triage-3shot" else 2) + 1, prompt
+            if suite == "triage":  # few-shot answers arrive as assistant turns
+                assert prompt.count("assistant<|end_header_id|>") == 2 + 1, prompt
 
 
 def test_another_tasks_suite_is_refused_with_the_fix(capsys):

@@ -8,7 +8,9 @@ Manual check (docs): ``chromium --headless --no-sandbox --disable-gpu --screensh
 from __future__ import annotations
 
 import base64
+import html
 import io
+import json
 import os
 import re
 import shutil
@@ -68,8 +70,9 @@ def test_html_is_self_contained_with_decodable_plots(reported):
     parsed = Collect()
     parsed.feed(text)
     assert parsed.h2 == ["Loss curves", "Base vs tuned (paired, same held-out items)",
+                         "Confusion (rows: reference label, columns: predicted)",
                          "Best items (tuning helped most)", "Worst items (tuning hurt most)",
-                         "Data check", "Provenance", "Resolved recipe"]
+                         "Blind human review", "Data check", "Provenance", "Resolved recipe"]
     srcs = [a.get("src", "") for t, a in parsed.tags if t == "img"]
     assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
     # nothing is fetched from elsewhere: no external scripts, styles or images
@@ -85,6 +88,13 @@ def test_html_is_self_contained_with_decodable_plots(reported):
     assert "McNemar exact (b=0, c=20)" in text and "0.00 &rarr; 1.00" in text
     assert "tuned: " + LABELS[0] in text and "base: dunno" in text
     assert "train 544. PASSED." in text and "deadbeef" in text
+    # the decision's description comes from gate.json, not from prose in the report
+    gate = json.loads((run.path / "gate.json").read_text())
+    assert html.escape(gate["test"]) in text and "Base prompting arms" in text
+    # nothing got worse, and the report says so instead of listing improvements as "worst"
+    assert "No item got worse." in text
+    # guards show their one-sided bound beside the margin
+    assert "(&gt;= -0.050)" in text
 
 
 def test_markdown_twin(reported):

@@ -97,3 +97,83 @@ def test_score_rejects_bad_cells_and_missing_key(sheet):
         review.score_sheet(out / "sheet.csv")
     (out / "key.json").unlink()
     assert cli.main(["review-score", "--sheet", str(out / "sheet.csv")]) == 2
+
+
+def test_the_sample_is_stratified_by_label(make_run, capsys):
+    run = make_run({"triage": [0.0] * N, **OTHER}, {"triage": [1.0] * N, **OTHER})
+    out = review.build_sheet(run, 8)
+    assert out["strata"] == {"label critical": 2, "label high": 2, "label low": 2,
+                             "label medium": 2}
+
+
+def test_stratified_sample_by_hand():
+    import random
+
+    groups = {"a": list(range(60)), "b": list(range(60, 90)), "c": list(range(90, 100))}
+    chosen = review.stratified_sample(groups, 10, random.Random(0))
+    # quotas 6, 3, 1 (proportional to 60/30/10 of 100)
+    assert [sum(x in g for x in chosen) for g in groups.values()] == [6, 3, 1]
+    tiny = {"a": list(range(98)), "b": [98], "c": [99]}
+    chosen = review.stratified_sample(tiny, 5, random.Random(0))
+    assert 98 in chosen and 99 in chosen and len(chosen) == 5  # every group is seen
+
+
+def test_fewer_items_than_asked_is_said_loudly(make_run, capsys):
+    run = make_run({"triage": [0.0] * N, **OTHER}, {"triage": [1.0] * N, **OTHER})
+    assert cli.main(["review", "--run", str(run.path)]) == 0  # asks for 100
+    captured = capsys.readouterr()
+    assert "WARNING: the test split has only 40 items" in captured.err
+    assert "review sheet of 40 items" in captured.out
+
+
+def _with_policy(make_run, policy):
+    import copy
+
+    from evalfakes import CONFIG
+
+    config = copy.deepcopy(CONFIG)
+    config["eval"]["review"] = policy
+    run = make_run({"triage": [0.0] * N, **OTHER}, {"triage": [1.0] * N, **OTHER}, config=config)
+    assert cli.main(["gate", "--run", str(run.path)]) == 0
+    return run
+
+
+def test_rubric_columns_are_scored_per_side_and_recorded_in_the_run(make_run, capsys):
+    run = _with_policy(make_run, {"items": 20, "rubric": ["accuracy", "tone"],
+                                  "required": False})
+    out = review.build_sheet(run)
+    rows = rows_of(out["csv"])
+    assert list(rows[0]) == ["item", "prompt", "reference", "output_a", "output_b", "rater1",
+                             "rater2", "accuracy_a", "accuracy_b", "tone_a", "tone_b", "notes"]
+    key = {str(k["item"]): k["tuned"] for k in json.loads(out["key"].read_text())["items"]}
+    for row in rows:
+        tuned_side = key[row["item"]].lower()
+        base_side = "b" if tuned_side == "a" else "a"
+        row["rater1"] = tuned_side.upper()
+        row[f"accuracy_{tuned_side}"], row[f"accuracy_{base_side}"] = "5", "2"
+        row[f"tone_{tuned_side}"] = "4"
+    with out["csv"].open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    result = review.score_sheet(out["csv"])
+    assert result["rubric"] == {"accuracy": {"base": 2.0, "tuned": 5.0},
+                                "tone": {"base": None, "tuned": 4.0}}
+    assert result["significant"]  # 20 of 20 preferred: p = 2 * 0.5**20
+    assert json.loads(run.manifest_path.read_text())["review"]["significant"] is True
+
+
+def test_register_refuses_without_the_review_a_task_requires(make_run, capsys):
+    from tunebook import tracking
+    from tunebook.errors import CheckFailed
+
+    run = _with_policy(make_run, {"items": 20, "rubric": [], "required": True})
+    with pytest.raises(CheckFailed, match="no scored blind review"):
+        tracking.register_adapter(run)
+    assert cli.main(["register", "--run", str(run.path)]) == 1
+    run.update_manifest(review={"significant": False, "raters": {}})
+    with pytest.raises(CheckFailed, match="no significant preference"):
+        tracking.register_adapter(run)
+    run.update_manifest(review={"significant": True, "raters": {}})
+    with pytest.raises(UserError, match="no MLflow run"):  # the review check is passed
+        tracking.register_adapter(run)

@@ -63,3 +63,42 @@ def test_bootstrap_is_seeded_and_paired():
 def test_is_binary():
     assert gate_stats.is_binary(np.array([0, 1, 1.0]), np.array([1, 0, 0]))
     assert not gate_stats.is_binary(np.array([0, 0.5]), np.array([1, 0]))
+
+
+def test_non_inferiority_bound_by_hand():
+    # d = tuned - base = [+1, 0, 0, -1, 0, +1, 0, 0]: mean 1/8, sd^2 = (2 * (7/8)^2 + 5 * (1/8)^2
+    # + (9/8)^2) / 7 = 0.4107; se = sqrt(0.4107 / 8); bound = mean - t(0.95, 7) * se
+    base = np.array([0, 1, 1, 1, 0, 0, 1, 0], dtype=float)
+    tuned = np.array([1, 1, 1, 0, 0, 1, 1, 0], dtype=float)
+    se = np.sqrt((2 * (7 / 8) ** 2 + 4 * (1 / 8) ** 2 + (9 / 8) ** 2 + (1 / 8) ** 2) / 7 / 8)
+    out = gate_stats.non_inferiority(base, tuned, margin=0.35, alpha=0.05)
+    assert out["bound"] == pytest.approx(1 / 8 - stats.t.ppf(0.95, 7) * se)  # = -0.304
+    assert out["passes"] and out["bound"] > -0.35
+    assert not gate_stats.non_inferiority(base, tuned, margin=0.3, alpha=0.05)["passes"]
+    # power when nothing changed: Phi(margin / se - t); smallest margin at 80%: (t + z.8) se
+    assert out["power"] == pytest.approx(stats.norm.cdf(0.35 / se - stats.t.ppf(0.95, 7)))
+    assert out["min_margin"] == pytest.approx((stats.t.ppf(0.95, 7) + stats.norm.ppf(0.8)) * se)
+
+
+def test_non_inferiority_margin_zero_is_no_item_worse():
+    base = np.array([1, 0, 0, 1], dtype=float)
+    assert gate_stats.non_inferiority(base, np.array([1, 1, 1, 1.]), 0.0, 0.05)["passes"]
+    worse = gate_stats.non_inferiority(base, np.array([1, 1, 1, 0.]), 0.0, 0.05)
+    assert not worse["passes"] and worse["bound"] == -1.0  # one item flipped, however many gain
+
+
+def test_non_inferiority_needs_two_items_and_identical_scores_bound_exactly():
+    one = gate_stats.non_inferiority(np.array([1.0]), np.array([1.0]), 0.05, 0.05)
+    assert not one["passes"] and "at least 2 items" in one["test"]
+    same = gate_stats.non_inferiority(np.ones(10), np.ones(10), 0.05, 0.05)
+    assert same["bound"] == 0.0 and same["passes"] and same["power"] == 1.0
+
+
+def test_chance_level_by_hand():
+    # 10 of 40 on four choices is exactly guessing: binomial P(X >= 10 | n=40, p=.25) = 0.56
+    at_chance, p = gate_stats.chance(np.array([1.0] * 10 + [0.0] * 30), 0.25, 0.05)
+    assert at_chance and p == pytest.approx(stats.binomtest(10, 40, 0.25,
+                                                            alternative="greater").pvalue)
+    assert not gate_stats.chance(np.array([1.0] * 25 + [0.0] * 15), 0.25, 0.05)[0]
+    assert gate_stats.chance(np.zeros(20), 0.0, 0.05) == (True, 1.0)  # free text, never passes
+    assert not gate_stats.chance(np.array([1.0] + [0.0] * 19), 0.0, 0.05)[0]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tunebook import demo as pipeline
@@ -54,13 +55,20 @@ def write_report(args: argparse.Namespace) -> int:
 
 def review_args(p: argparse.ArgumentParser) -> None:
     recipe_args(p, run=True)
-    p.add_argument("--n", type=int, default=100, help="items to review (default 100)")
+    p.add_argument("--n", type=int, default=None,
+                   help="items to review (default: the task's eval.review.items, 100)")
 
 
 def review_sheet(args: argparse.Namespace) -> int:
     out = review.build_sheet(resolve_run(args.recipe, args.run), args.n)
-    print(f"review sheet: {paths.rel(out['csv'])} and {paths.rel(out['html'])}; "
-          f"hidden key: {paths.rel(out['key'])} (do not show it to raters)")
+    if out["used"] < out["asked"]:
+        print(f"WARNING: the test split has only {out['available']} items: the sheet uses all "
+              f"{out['used']}, not the {out['asked']} asked for; a blind review of fewer than "
+              f"{out['asked']} pairs can only show a large preference", file=sys.stderr)
+    strata = ", ".join(f"{k} {n}" for k, n in out["strata"].items())
+    print(f"review sheet of {out['used']} items ({strata}): {paths.rel(out['csv'])} and "
+          f"{paths.rel(out['html'])}; hidden key: {paths.rel(out['key'])} (do not show it to "
+          "raters)")
     return 0
 
 
@@ -75,10 +83,15 @@ def review_score(args: argparse.Namespace) -> int:
         rate = "n/a" if r["preference_rate"] is None else f"{r['preference_rate']:.1%}"
         print(f"{rater}: tuned preferred {r['tuned_preferred']}, base {r['base_preferred']}, "
               f"ties {r['ties']} -> preference rate {rate} (binomial p={r['p_value']:.3g})")
+    for name, means in result["rubric"].items():
+        shown = {k: "n/a" if v is None else f"{v:.2f}" for k, v in means.items()}
+        print(f"{name} (1-5): base {shown['base']}, tuned {shown['tuned']}")
     if "agreement" in result:
         a = result["agreement"]
         print(f"agreement on {a['items']} items: Cohen's kappa {a['cohen_kappa']:.3f} "
               f"(raw {a['raw']:.1%})")
+    print("significant preference for the tuned model: "
+          + ("yes" if result["significant"] else "no") + " (recorded in the run's manifest)")
     return 0
 
 

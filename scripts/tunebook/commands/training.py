@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunebook import paths
 from tunebook.commands.args import recipe_args
 from tunebook.compose import recipe_names
@@ -30,6 +28,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
                    help="train even if the data gate fails (recorded in the manifest)")
     p.add_argument("--dry-run", action="store_true",
                    help="render and print the launch command without training")
+    p.add_argument("--from-run", default=None, metavar="RUN_DIR",
+                   help="start from a completed run's model (its adapter merged): SFT, then DPO")
     p.add_argument("--nnodes", type=int, default=None)
     p.add_argument("--node-rank", type=int, default=None)
     p.add_argument("--master-addr", default=None)
@@ -48,11 +48,15 @@ def train(args: argparse.Namespace) -> int:
         if args.force:
             raise UserError(f"RESUME={args.resume} with FORCE=1 (--force): the data gate ran "
                             "when the run started; drop FORCE, or start a new run without RESUME")
+        if args.from_run:
+            raise UserError(f"RESUME={args.resume} with FROM_RUN: a resumed run keeps the base it "
+                            "started from; drop FROM_RUN")
         run, manifest = lifecycle.resume(args.recipe, args.resume, topology=_topology(args),
                                          overrides=args.overrides)
     else:
         run, manifest = lifecycle.train(args.recipe, args.overrides, force=args.force,
-                                        dry_run=args.dry_run, topology=_topology(args))
+                                        dry_run=args.dry_run, topology=_topology(args),
+                                        from_run=args.from_run)
         if args.dry_run:
             return 0
     return lifecycle.finish(run, manifest)
@@ -90,17 +94,21 @@ def merge_args(p: argparse.ArgumentParser) -> None:
 def merge(args: argparse.Namespace) -> int:
     run = resolve_run(args.recipe, args.run or "last")
     t0 = time.perf_counter()
-    model_dir, merged = merging.merge(run)
-    ax = yaml.safe_load(run.axolotl_yaml.read_text(encoding="utf-8"))
-    if merged:
+    made = merging.merge(run)
+    if made.warning:
+        print(f"WARNING: {made.warning}", file=sys.stderr)
+    if made.merged_now:
         print(f"merged {paths.rel(run.output_dir)}/ into its base in "
-              f"{time.perf_counter() - t0:.0f} s: {paths.rel(model_dir)}/ (safetensors, "
-              "tokenizer, chat template)")
-        print("serve it with:")
-        print("  " + merging.vllm_command(model_dir, run.recipe, ax))
+              f"{time.perf_counter() - t0:.0f} s: {paths.rel(made.model_dir)}/ ({made.dtype}, "
+              "safetensors, tokenizer, chat template)")
     else:
-        print(f"{paths.rel(model_dir)}/ is a full fine-tune: already a standalone model")
-        print(merging.vllm_command(model_dir, run.recipe, ax))
+        print(f"{paths.rel(made.model_dir)}/ is a full fine-tune: already a standalone model "
+              f"({made.dtype})")
+    print("serve it with:")
+    print("  " + made.serve)
+    if made.serve_adapter:
+        print("or serve the base with the adapter beside it (no merge):")
+        print("  " + made.serve_adapter)
     return 0
 
 

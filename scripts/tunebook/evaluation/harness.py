@@ -319,26 +319,64 @@ def baseline_root(recipe: str) -> Path:
     return paths.RUNS / recipe / BASELINE_DIR
 
 
+def arm_config(config: dict[str, Any], shots: int) -> dict[str, Any]:
+    """The config of a prompting arm of the baseline: the primary suite with ``shots``
+    examples from the train split (the arm the tuned model is deployed with keeps every suite)."""
+    ev = config["eval"]
+    if shots == int(ev.get("few_shot") or 0):
+        return config
+    return {**config, "eval": {**ev, "few_shot": shots, "suites": [ev["primary"]["suite"]]}}
+
+
+def baseline_arms(config: dict[str, Any]) -> list[int]:
+    """The numbers of examples the base is prompted with: the deployed arm first."""
+    ev = config["eval"]
+    deployed = int(ev.get("few_shot") or 0)
+    shots = [int(k) for k in (ev.get("baseline_shots") or [deployed])]
+    return [deployed, *sorted(set(shots) - {deployed})]
+
+
 def baseline(config: dict[str, Any], recipe: str, *, lm: Any = None, force: bool = False,
              log: Any = print) -> Path:
-    """Evaluate the base model of ``config`` (cached); return its baseline directory."""
+    """Evaluate the base model of ``config`` in every prompting arm (``eval.baseline_shots``:
+    the deployed arm on every suite, the others on the primary suite), each cached by its
+    spec; return the deployed arm's directory."""
     model = base_model(config)
     tm = task_manager()
-    spec = build_spec(config, load_tokenizer(model), tm)
+    tokenizer = load_tokenizer(model)
     mid = model_id(model)
-    key = baseline_key(mid, spec)
-    out = baseline_root(recipe) / key
-    if (out / META).is_file() and not force:
-        log(f"baseline of {mid['name']} is cached: {paths.rel(out)}/")
-        return out
-    lm = lm or load_lm(model)
-    summary = run_suites(config, lm, spec, out, tm)
-    write_meta(out, kind="baseline", recipe=recipe, model=mid, model_path=model, adapter=None,
-               key=key, spec=spec.to_json(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               **summary)
-    log(f"baseline of {mid['name']} on {', '.join(spec.suites)} in {summary['wall_s']} s: "
-        f"{paths.rel(out)}/")
-    _print_metrics(summary["metrics"], log)
+    dirs = []
+    for shots in baseline_arms(config):
+        arm = arm_config(config, shots)
+        spec = build_spec(arm, tokenizer, tm)
+        key = baseline_key(mid, spec)
+        out = baseline_root(recipe) / key
+        dirs.append(out)
+        if (out / META).is_file() and not force:
+            log(f"baseline of {mid['name']} ({shots}-shot) is cached: {paths.rel(out)}/")
+            continue
+        lm = lm or load_lm(model)
+        summary = run_suites(arm, lm, spec, out, tm)
+        write_meta(out, kind="baseline", recipe=recipe, model=mid, model_path=model,
+                   adapter=None, key=key, shots=shots, spec=spec.to_json(),
+                   created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary)
+        log(f"baseline of {mid['name']} ({shots}-shot) on {', '.join(spec.suites)} in "
+            f"{summary['wall_s']} s: {paths.rel(out)}/")
+        _print_metrics(summary["metrics"], log)
+    return dirs[0]
+
+
+def arm_dirs(config: dict[str, Any], recipe: str, mid: dict[str, Any],
+             tokenizer: Any, tm: Any) -> dict[str, str]:
+    """``{"<k>-shot": baseline dir}`` of every prompting arm; a missing arm is a UserError."""
+    out = {}
+    for shots in baseline_arms(config):
+        spec = build_spec(arm_config(config, shots), tokenizer, tm)
+        found = baseline_root(recipe) / baseline_key(mid, spec)
+        if not (found / META).is_file():
+            raise UserError(f"no {shots}-shot baseline of {mid['name']} for recipe {recipe} "
+                            f"(eval.baseline_shots); run `make baseline RECIPE={recipe}` first")
+        out[f"{shots}-shot"] = str(found)
     return out
 
 
@@ -420,11 +458,13 @@ def evaluate_run(run: RunDir, *, lm: Any = None, log: Any = print) -> Path:
     spec = build_spec(config, load_tokenizer(base), tm)
     mid = model_id(base)
     base_dir = matching_baseline(run.recipe, mid, spec)
+    arms = arm_dirs(config, run.recipe, mid, load_tokenizer(base), tm)
     out = run.path / EVAL_DIR
     lm = lm or load_lm(base, adapter)
     summary = run_suites(config, lm, spec, out, tm)
     write_meta(out, kind="tuned", recipe=run.recipe, model=mid, model_path=base, adapter=adapter,
-               key=baseline_key(mid, spec), baseline=str(base_dir), spec=spec.to_json(),
+               key=baseline_key(mid, spec), baseline=str(base_dir), arms=arms,
+               spec=spec.to_json(),
                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary)
     run.update_manifest(eval={"dir": str(out), "baseline": str(base_dir),
                               "metrics": summary["metrics"], "wall_s": summary["wall_s"]})

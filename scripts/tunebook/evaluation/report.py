@@ -53,12 +53,14 @@ def gate_result(run: RunDir) -> dict[str, Any] | None:
     tuned = run.path / harness.EVAL_DIR
     if not (tuned / harness.META).is_file():
         return None
-    return ship_gate.decide(harness.run_config(run), Path(harness.read_meta(tuned)["baseline"]),
-                       tuned)
+    meta = harness.read_meta(tuned)
+    return ship_gate.decide(harness.run_config(run), Path(meta["baseline"]), tuned,
+                            {k: Path(v) for k, v in (meta.get("arms") or {}).items()})
 
 
 def examples(run: RunDir, suite: str, metric: str, n: int = N_EXAMPLES) -> dict[str, list[dict]]:
-    """The n items the tuning helped most and hurt most (by per-item metric change)."""
+    """The n items the tuning helped most and the n it hurt most (by per-item metric change):
+    only items that got better, and only items that got worse (none: an empty list)."""
     tuned_dir = run.path / harness.EVAL_DIR
     base_dir = Path(harness.read_meta(tuned_dir)["baseline"])
     base = {s["doc_id"]: s for s in harness.load_samples(base_dir, suite)}
@@ -74,7 +76,9 @@ def examples(run: RunDir, suite: str, metric: str, n: int = N_EXAMPLES) -> dict[
                       "prompt": doc_prompt(doc), "reference": doc_reference(doc),
                       "base": output_of(base[doc_id]), "tuned": output_of(tuned[doc_id])})
     items.sort(key=lambda x: (x["delta"], str(x["doc_id"])))
-    return {"best": list(reversed(items[-n:])), "worst": items[:n]}
+    better = [x for x in items if x["delta"] > 0]
+    worse = [x for x in items if x["delta"] < 0]
+    return {"best": list(reversed(better[-n:])), "worst": worse[:n]}
 
 
 def confusion_matrices(run: RunDir, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,7 +178,7 @@ def write_report(run: RunDir, *, log: Any = print) -> dict[str, Path]:
         (run.path / f"report-{name}.png").write_bytes(data)
     ctx = {"run": run, "manifest": manifest, "config": config, "resolved": resolved,
            "gate": gate, "series": series, "examples": ex, "primary": primary,
-           "confusion": confusion}
+           "confusion": confusion, "review": manifest.get("review")}
     html_file = run.path / "report.html"
     md_file = run.path / "report.md"
     html_file.write_text(render_html(ctx, images), encoding="utf-8")
@@ -232,15 +236,16 @@ def render_html(ctx: dict[str, Any], images: dict[str, bytes]) -> str:
     if gate:
         for r in gate["rows"]:
             p = "-" if r["p"] is None else f"{r['p']:.3g}"
-            rows += (f"<tr class='{e(r['verdict'])}'><td>{e(r['suite'])}</td><td>{e(r['metric'])}"
-                     f"</td><td>{e(r['role'])}</td><td>{r['n']}</td><td>{r['base']:.3f}</td>"
-                     f"<td>{r['tuned']:.3f}</td><td>{r['delta']:+.3f}</td>"
-                     f"<td>[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]</td><td>{p}</td>"
-                     f"<td>{e(r['test'])}</td><td>{e(r['rule'])}</td><td>{e(r['verdict'])}</td></tr>")
-    table = (f"<table><tr><th>suite</th><th>metric</th><th>role</th><th>n</th><th>base</th>"
-             f"<th>tuned</th><th>delta</th><th>{100 * (1 - gate['alpha']):.0f}% CI</th><th>p</th>"
-             f"<th>test</th><th>rule</th><th>verdict</th></tr>{rows}</table>"
-             if gate else "<p>No evaluation yet.</p>")
+            rows += (f"<tr class='{e(r['verdict']).replace('/', '')}'><td>{e(r['suite'])}</td>"
+                     f"<td>{e(r['metric'])}</td><td>{e(r['role'])}</td><td>{r['n']}</td>"
+                     f"<td>{r['base']:.3f}</td><td>{r['tuned']:.3f}</td>"
+                     f"<td>{r['delta']:+.3f}</td><td>{e(_interval(r))}</td><td>{p}</td>"
+                     f"<td>{e(_power(r))}</td><td>{e(r['test'])}</td><td>{e(r['rule'])}</td>"
+                     f"<td>{e(r['verdict'])}</td></tr>")
+    table = (f"<p>{e(_arms(gate))}</p><table><tr><th>suite</th><th>metric</th><th>role</th>"
+             f"<th>n</th><th>base</th><th>tuned</th><th>delta</th><th>interval / bound</th>"
+             f"<th>p</th><th>power (margin at 80%)</th><th>test</th><th>rule</th>"
+             f"<th>verdict</th></tr>{rows}</table>" if gate else "<p>No evaluation yet.</p>")
 
     def ex_table(items: list[dict]) -> str:
         if not items:
@@ -275,7 +280,7 @@ h1{{font-size:1.6em}} h2{{border-bottom:1px solid #d0d7de;padding-bottom:.2em;ma
 background:{colour};font-weight:700}}
 table{{border-collapse:collapse;margin:.5em 0}} td,th{{border:1px solid #d0d7de;padding:.3em .5em;
 text-align:left;vertical-align:top}} tr.fail td{{background:#ffebe9}}
-tr.pass td{{background:#dafbe1}}
+tr.pass td{{background:#dafbe1}} tr.na td{{background:#fff8c5}}
 tr.info td{{color:#57606a}} pre{{white-space:pre-wrap;margin:0;max-width:28em;font-size:.85em}}
 img{{max-width:100%;border:1px solid #d0d7de;margin:.5em 0}}
 </style></head><body>
@@ -284,15 +289,18 @@ img{{max-width:100%;border:1px solid #d0d7de;margin:.5em 0}}
 <h2>Loss curves</h2>
 {img('loss', 'training and validation loss')}
 <h2>Base vs tuned (paired, same held-out items)</h2>
-<p>Primary: <b>{e(primary['suite'])}/{e(primary['metric'])}</b>. Binary metrics: exact McNemar
-test; every metric: seeded paired-bootstrap interval of the mean difference.</p>
+<p>Primary: <b>{e(primary['suite'])}/{e(primary['metric'])}</b>.
+{e((gate or {}).get('test', ''))}</p>
 {table}
 {img('deltas', 'change per suite with paired intervals')}
 {_confusion_html(ctx.get('confusion'))}
 <h2>Best items (tuning helped most)</h2>
 {ex_table(ctx['examples']['best'])}
 <h2>Worst items (tuning hurt most)</h2>
-{ex_table(ctx['examples']['worst'])}
+{ex_table(ctx['examples']['worst']) if ctx['examples']['worst'] or not gate else
+ '<p>No item got worse.</p>'}
+<h2>Blind human review</h2>
+<pre>{e(chr(10).join(_review_lines(ctx.get('review'))))}</pre>
 <h2>Data check</h2>
 {dc_html}
 <h2>Provenance</h2>
@@ -301,6 +309,50 @@ test; every metric: seeded paired-bootstrap interval of the mean difference.</p>
 <details><summary>resolved.yaml</summary><pre>{e(ctx['resolved'])}</pre></details>
 </body></html>
 """
+
+
+def _interval(r: dict[str, Any]) -> str:
+    """The primary/info rows' two-sided interval; a guard's one-sided bound and its margin."""
+    if r["role"] in ("primary", "info"):
+        return f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+    margin = r.get("margin")
+    return f"{r['ci_low']:+.3f} (>= {-margin:+.3f})" if margin is not None else \
+        f"{r['ci_low']:+.3f}"
+
+
+def _power(r: dict[str, Any]) -> str:
+    if r.get("power") is None:
+        return "-"
+    return f"{r['power']:.2f} ({r['min_margin']:.3f})" if r.get("min_margin") is not None \
+        else f"{r['power']:.2f}"
+
+
+def _arms(gate: dict[str, Any]) -> str:
+    arms = gate.get("base_arms") or {}
+    if not arms:
+        return ""
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in arms.items())
+    return (f"Base prompting arms on the primary metric: {shown}; the tuned model is compared "
+            f"with the best, {gate['compared_arm']}.")
+
+
+def _review_lines(review: dict[str, Any] | None) -> list[str]:
+    if not review:
+        return ["No scored blind review (`make review`, then `make review-score`)."]
+    out = []
+    for rater, r in review.get("raters", {}).items():
+        rate = "n/a" if r["preference_rate"] is None else f"{r['preference_rate']:.1%}"
+        out.append(f"{rater}: tuned preferred {r['tuned_preferred']}, base "
+                   f"{r['base_preferred']}, ties {r['ties']}: preference {rate} (binomial "
+                   f"p={r['p_value']:.3g})")
+        for name, means in (r.get("rubric") or {}).items():
+            out.append(f"  {name}: base {means['base']:.2f}, tuned {means['tuned']:.2f} (1-5)")
+    if "agreement" in review:
+        a = review["agreement"]
+        out.append(f"agreement on {a['items']} items: Cohen's kappa {a['cohen_kappa']:.3f}")
+    out.append(f"significant preference for the tuned model: "
+               f"{'yes' if review.get('significant') else 'no'}")
+    return out
 
 
 def _confusion_html(confusion: dict[str, Any] | None) -> str:
@@ -338,13 +390,16 @@ def render_markdown(ctx: dict[str, Any], image_names: list[str]) -> str:
              "![training and validation loss](report-loss.png)", ""]
     lines += ["## Base vs tuned (paired, same held-out items)", ""]
     if gate:
-        lines += ["| suite | metric | role | n | base | tuned | delta | CI | p | verdict |",
-                  "|---|---|---|---:|---:|---:|---:|---|---:|---|"]
+        lines += [gate.get("test", ""), "", _arms(gate), "",
+                  "| suite | metric | role | n | base | tuned | delta | interval / bound | p | "
+                  "power (margin at 80%) | rule | verdict |",
+                  "|---|---|---|---:|---:|---:|---:|---|---:|---|---|---|"]
         for r in gate["rows"]:
             p = "-" if r["p"] is None else f"{r['p']:.3g}"
             lines.append(f"| {r['suite']} | {r['metric']} | {r['role']} | {r['n']} | "
                          f"{r['base']:.3f} | {r['tuned']:.3f} | {r['delta']:+.3f} | "
-                         f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {p} | {r['verdict']} |")
+                         f"{_interval(r)} | {p} | {_power(r)} | {_cell(r['rule'])} | "
+                         f"{r['verdict']} |")
         if "deltas" in image_names:
             lines += ["", "![change per suite](report-deltas.png)"]
         lines += _confusion_markdown(ctx.get("confusion"))
@@ -359,7 +414,8 @@ def render_markdown(ctx: dict[str, Any], image_names: list[str]) -> str:
                       _quote(x["reference"]), "", "| base | tuned |", "|---|---|",
                       f"| {_cell(x['base'])} | {_cell(x['tuned'])} |", ""]
         if not ctx["examples"][key]:
-            lines.append("none")
+            lines.append("No item got worse." if key == "worst" and gate else "none")
+    lines += ["", "## Blind human review", "", *_review_lines(ctx.get("review"))]
     dc = _data_check(manifest)
     lines += ["", "## Data check", ""]
     if isinstance(dc, dict) and "summary" in dc:

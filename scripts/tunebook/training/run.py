@@ -30,6 +30,7 @@ from tunebook.errors import CheckFailed, UserError
 from tunebook.redaction import redact
 from tunebook.rundir import RunDir, new_run_id, resolve_run
 from tunebook.training import distributed
+from tunebook.training import merge as merging
 from tunebook.training.cache import prepared_path
 from tunebook.training.checkpoints import checkpoints, last_complete_checkpoint
 from tunebook.training.launch import launch_command, run_launch
@@ -46,13 +47,44 @@ def check_data(config: dict[str, Any], name: str) -> data_gate.Report:
     return data_gate.check_recipe(config, twins.tokenizer_for(config, full=False), name=name)
 
 
+def start_from(from_run: str, name: str, overrides: list[str]) -> tuple[str, dict[str, Any]]:
+    """The base of a run that continues a completed one (``FROM_RUN``: supervised fine-tuning,
+    then preference tuning, as the alignment handbook does): the earlier run's adapter merged
+    into its base (``<run>/merged``, made once), or its output when it was a full fine-tune.
+    The new recipe must be of the same base model. Returns (base path, manifest record)."""
+    earlier = resolve_run(None, from_run)
+    manifest = earlier.manifest()
+    if manifest.get("status") != "completed":
+        raise UserError(f"FROM_RUN={from_run}: {paths.rel(earlier.path)} is "
+                        f"{manifest.get('status')!r}, not completed; finish it first")
+    config = yaml.safe_load((earlier.path / "resolved.yaml").read_text(encoding="utf-8"))
+    before = ((config.get("meta") or {}).get("model") or {}).get("name")
+    now = validate_recipe(name, overrides, axolotl=False).recipe.meta.model.name
+    if before != now:
+        raise UserError(f"FROM_RUN={from_run}: that run fine-tuned {before}, recipe {name} "
+                        f"trains {now}; continue a run of the same base model")
+    if (earlier.output_dir / "adapter_config.json").is_file():
+        merged = earlier.path / "merged"
+        base = merged if (merged / "config.json").is_file() else merging.merge_run(earlier)
+        if base != merged or not manifest.get("merged"):
+            earlier.update_manifest(merged=str(base))
+    else:
+        base = earlier.output_dir
+    return str(base), {"run": str(earlier.path), "recipe": earlier.recipe, "base": str(base)}
+
+
 def train(name: str, overrides: str | list[str], *, force: bool = False,
           dry_run: bool = False, smoke: bool = False, topology: dict[str, Any] | None = None,
-          echo: bool = True) -> tuple[RunDir, Manifest]:
-    """Validate, gate, render and (unless ``dry_run``) train ``name``; (run, manifest)."""
+          echo: bool = True, from_run: str | None = None) -> tuple[RunDir, Manifest]:
+    """Validate, gate, render and (unless ``dry_run``) train ``name``; (run, manifest).
+    ``from_run`` starts from a completed run's model (``start_from``)."""
     env.quiet_environment()
     flags = topology or {}
     items = _with_topology(parse_overrides(overrides), flags)
+    started_from = None
+    if from_run:
+        base, started_from = start_from(from_run, name, items)
+        items = [*items, f"axolotl.base_model={base}"]
     # Axolotl's own validate_config runs in the training process, which imports Axolotl anyway
     # (tunebook.training.child); the parent checks everything else without that 4-7 s import.
     validated = validate_recipe(name, items, deep=False)
@@ -82,7 +114,8 @@ def train(name: str, overrides: str | list[str], *, force: bool = False,
         tracking.begin(run, config)  # a tracker that is down warns; training goes on
     cmd = launch_command(run, config, topo)
     run.update_manifest(forced=bool(force), smoke=smoke, seed=config["axolotl"].get("seed"),
-                        dataset_prepared_path=extra["dataset_prepared_path"], **gate_fields)
+                        dataset_prepared_path=extra["dataset_prepared_path"],
+                        from_run=started_from, **gate_fields)
     if dry_run:
         print(f"config:  {run.axolotl_yaml}")
         print("command: " + " ".join(cmd))
