@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunebook.data import converters, gate
+from tunebook.data import checks, converters
 from tunebook.errors import UserError
 
 json_values = st.recursive(
@@ -37,7 +37,7 @@ def _gate(content: bytes, name: str = "d.jsonl") -> int:
         path = Path(d) / name
         path.write_bytes(content)
         try:
-            report = gate.check_path(path)
+            report = checks.check_path(path)
         except UserError:
             return 2
         assert report.exit_code in (0, 1, 2)

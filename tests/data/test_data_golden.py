@@ -36,8 +36,7 @@ from test_data_malformed import CASES  # noqa: E402
 
 from tunebook import cli  # noqa: E402
 from tunebook.compose import compose_recipe  # noqa: E402
-from tunebook.data import gate as checks  # noqa: E402
-from tunebook.data import split  # noqa: E402
+from tunebook.data import checks, split  # noqa: E402
 from tunebook.errors import UserError  # noqa: E402
 from tunebook.paths import DATA_TEMPLATES, ROOT  # noqa: E402
 
