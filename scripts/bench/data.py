@@ -107,13 +107,16 @@ def dataset(rows: int) -> list[tuple[str, Path]]:
     return files
 
 
-def _tree_rss(proc) -> int:
+def _tree(proc, cpu: dict[int, float]) -> int:
+    """Resident memory of ``proc`` and its descendants now; records each one's CPU seconds."""
     import psutil
 
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error), p.oneshot():
             total += p.memory_info().rss
+            t = p.cpu_times()
+            cpu[p.pid] = t.user + t.system
     return total
 
 
@@ -126,12 +129,13 @@ def measure(rows: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     watched, peak, done = psutil.Process(proc.pid), 0, threading.Event()
+    cpu: dict[int, float] = {}
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
             try:
-                peak = max(peak, _tree_rss(watched))
+                peak = max(peak, _tree(watched, cpu))
             except psutil.Error:
                 return
             time.sleep(0.02)
@@ -145,6 +149,7 @@ def measure(rows: int) -> dict:
         raise SystemExit(f"the check on {rows:,} rows failed (exit {proc.returncode})")
     result = json.loads(out.splitlines()[-1])
     result["peak_rss"] = peak
+    result["cpu"] = sum(cpu.values())  # every process of the check, workers included
     result["files"] = [str(p.relative_to(ROOT)) for _, p in files]
     return result
 
@@ -159,11 +164,9 @@ def child(rows: int) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     report = checks.check_files(files, config)
     wall = time.perf_counter() - t0
-    children = os.times()
     print(json.dumps({
         "rows": report.rows(), "wall": wall, "cpu_main": time.process_time() - c0,
-        "cpu_workers": children.children_user + children.children_system,
-        "exit_code": report.exit_code,
+        "stages": [f.timings for f in report.files], "exit_code": report.exit_code,
         "counts": {k: report.count(k) for k in ("exact_duplicates", "near_duplicates", "leaks",
                                                  "pii", "too_long")}}))
 
@@ -287,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(rows)
         results.append(r)
         print(f"  {r['rows']:>9,} rows: {r['wall']:6.1f} s, {r['rows'] / r['wall']:>8,.0f} "
-              f"rows/s, peak RSS {r['peak_rss'] / 1e9:.2f} GB (CPU: main {r['cpu_main']:.0f} s, "
-              f"workers {r['cpu_workers']:.0f} s); exit {r['exit_code']} {r['counts']}; "
+              f"rows/s, peak RSS {r['peak_rss'] / 1e9:.2f} GB, CPU {r['cpu']:.0f} s (this "
+              f"process {r['cpu_main']:.0f} s); exit {r['exit_code']} {r['counts']}; "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"\n{'rows':>10} {'wall s':>8} {'rows/s':>9} {'peak RSS':>9}  target")
     for r in results:

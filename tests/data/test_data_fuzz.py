@@ -102,3 +102,46 @@ def test_fast_path_never_accepts_what_the_schema_rejects(row):
     for fmt in ("chat", "preference"):
         if formats.surely_valid(fmt, row):
             assert formats.validator(fmt).is_valid(row), row
+
+
+@SETTINGS
+@given(rows_any)
+def test_plain_chat_fast_path_never_accepts_a_row_with_a_problem(row):
+    from tunebook.data import formats
+
+    if formats.plain_chat_ok(row):
+        assert formats.validator("chat").is_valid(row), row
+        # the full path (the fast path bypassed) finds nothing either
+        assert list(formats._turns(row["messages"], last="assistant", where="messages")) == []
+
+
+@SETTINGS
+@given(chat_rows)
+def test_plain_chat_fast_path_accepts_every_plain_valid_row(row):
+    from tunebook.data import formats
+
+    full = [] if formats._schema_problem("chat", row) is None and not list(
+        formats._turns(row["messages"], last="assistant", where="messages")) else ["x"]
+    if not full and len(row["messages"]) >= 2:
+        assert formats.plain_chat_ok(row), row
+
+
+def _all_text_walk(row) -> str:
+    out, stack = [], [row]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return "\n".join(reversed(out))
+
+
+@SETTINGS
+@given(rows_any)
+def test_all_text_fast_path_equals_the_walk(row):
+    from tunebook.data import formats
+
+    assert formats.all_text(row) == _all_text_walk(row)

@@ -41,8 +41,11 @@ _EMPTY = np.uint64(np.iinfo(np.uint64).max)
 
 
 def normalise(text: str) -> str:
-    """NFKC, lower case, whitespace collapsed: what "the same text" means for duplicates."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+    """NFKC, lower case, whitespace collapsed: what "the same text" means for duplicates.
+    (ASCII text is its own NFKC form: the normalisation is skipped for it.)"""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.lower().split())
 
 
 def exact_key(text: str) -> str:
