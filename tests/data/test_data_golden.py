@@ -243,59 +243,67 @@ def fuzz_inputs(seed: int = 15) -> list[tuple[str, bytes]]:
     return out
 
 
-def corpus() -> dict[str, dict]:
+def corpus(parts: tuple[str, ...] = ("malformed", "configured", "generated", "fuzz")
+           ) -> dict[str, dict]:
     """The malformed corpus, the configured cases, the generated file and the fuzz corpus."""
     out: dict[str, dict] = {}
-    for name, filename, content, *_ in CASES:
+    if "malformed" in parts:
+        for name, filename, content, *_ in CASES:
+            with _tmpdir() as tmp:
+                path = tmp / filename
+                path.write_bytes(content)
+                out[f"malformed/{name}"] = {**_cli(tmp, "data-check", "--data", str(path)),
+                                            "fix": _fix(tmp, path)}
+    if "configured" in parts:
+        for name, config, files in _configured():
+            with _tmpdir() as tmp:
+                checked = []
+                for role, content in files:
+                    (tmp / f"{role}.jsonl").write_bytes(content)
+                    checked.append((role, tmp / f"{role}.jsonl"))
+                out[f"configured/{name}"] = _report(checks.check_files(checked, config),
+                                                    str(tmp))
+    if "generated" in parts:
         with _tmpdir() as tmp:
-            path = tmp / filename
-            path.write_bytes(content)
-            out[f"malformed/{name}"] = {**_cli(tmp, "data-check", "--data", str(path)),
-                                        "fix": _fix(tmp, path)}
-    for name, config, files in _configured():
-        with _tmpdir() as tmp:
-            parts = []
-            for role, content in files:
-                (tmp / f"{role}.jsonl").write_bytes(content)
-                parts.append((role, tmp / f"{role}.jsonl"))
-            out[f"configured/{name}"] = _report(checks.check_files(parts, config), str(tmp))
-    with _tmpdir() as tmp:
-        rows = generated(3000, seed=1)
-        (tmp / "all.jsonl").write_bytes(b"\n".join(rows) + b"\n")
-        out["generated/all"] = {**_report(checks.check_path(tmp / "all.jsonl"), str(tmp)),
-                                "fix": _fix(tmp, tmp / "all.jsonl")}
-        parts = []
-        for role, lo, hi in (("train", 0, 2400), ("val", 2400, 2700), ("test", 2700, 3000)):
-            (tmp / f"{role}.jsonl").write_bytes(b"\n".join(rows[lo:hi]) + b"\n")
-            parts.append((role, tmp / f"{role}.jsonl"))
-        out["generated/splits"] = _report(checks.check_files(parts, {"data": {
-            "format": "chat", "checks": {"near_duplicate_threshold": 0.7}}}), str(tmp))
-    for i, (filename, content) in enumerate(fuzz_inputs()):
-        with _tmpdir() as tmp:
-            path = tmp / filename
-            path.write_bytes(content)
-            try:
-                out[f"fuzz/{i}"] = _report(checks.check_path(path), str(tmp))
-            except UserError as e:
-                out[f"fuzz/{i}"] = {"error": _scrub(str(e), str(tmp))}
+            rows = generated(3000, seed=1)
+            (tmp / "all.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+            out["generated/all"] = {**_report(checks.check_path(tmp / "all.jsonl"), str(tmp)),
+                                    "fix": _fix(tmp, tmp / "all.jsonl")}
+            checked = []
+            for role, lo, hi in (("train", 0, 2400), ("val", 2400, 2700), ("test", 2700, 3000)):
+                (tmp / f"{role}.jsonl").write_bytes(b"\n".join(rows[lo:hi]) + b"\n")
+                checked.append((role, tmp / f"{role}.jsonl"))
+            out["generated/splits"] = _report(checks.check_files(checked, {"data": {
+                "format": "chat", "checks": {"near_duplicate_threshold": 0.7}}}), str(tmp))
+    if "fuzz" in parts:
+        for i, (filename, content) in enumerate(fuzz_inputs()):
+            with _tmpdir() as tmp:
+                path = tmp / filename
+                path.write_bytes(content)
+                try:
+                    out[f"fuzz/{i}"] = _report(checks.check_path(path), str(tmp))
+                except UserError as e:
+                    out[f"fuzz/{i}"] = {"error": _scrub(str(e), str(tmp))}
     return out
 
 
-def splits() -> dict[str, dict]:
+def splits(parts: tuple[str, ...] = ("triage", "generated")) -> dict[str, dict]:
     """``tunebook split`` on the shipped triage data (stratified) and on a generated file with
     near-duplicate clusters: the printed lines, which name the split digest."""
     out: dict[str, dict] = {}
     with _tmpdir() as tmp:
-        src = tmp / "triage-all.jsonl"
-        src.write_text("".join((DATA_TEMPLATES / "datasets" / "triage" / f"{s}.jsonl")
-                               .read_text("utf-8") for s in ("test", "train", "val")))
-        for seed in (0, 7):
-            result = split.split_file(src, tmp / f"s{seed}", compose_recipe(
-                "mistral7b-lora-triage").config, seed=seed)
-            out[f"triage/seed{seed}"] = _split_result(result, str(tmp))
-        gen = tmp / "gen.jsonl"
-        gen.write_bytes(b"\n".join(generated(2000, seed=2, broken=False)) + b"\n")
-        out["generated"] = _split_result(split.split_file(gen, tmp / "g"), str(tmp))
+        if "triage" in parts:
+            src = tmp / "triage-all.jsonl"
+            src.write_text("".join((DATA_TEMPLATES / "datasets" / "triage" / f"{s}.jsonl")
+                                   .read_text("utf-8") for s in ("test", "train", "val")))
+            for seed in (0, 7):
+                result = split.split_file(src, tmp / f"s{seed}", compose_recipe(
+                    "mistral7b-lora-triage").config, seed=seed)
+                out[f"triage/seed{seed}"] = _split_result(result, str(tmp))
+        if "generated" in parts:
+            gen = tmp / "gen.jsonl"
+            gen.write_bytes(b"\n".join(generated(2000, seed=2, broken=False)) + b"\n")
+            out["generated"] = _split_result(split.split_file(gen, tmp / "g"), str(tmp))
     return out
 
 
@@ -322,6 +330,28 @@ def _compare(suite: str) -> None:
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_reports_equal_the_goldens(suite):
     _compare(suite)
+
+
+def test_chunked_and_pooled_reports_equal_the_goldens(monkeypatch):
+    """The same reports when every file is read in 16 KiB ranges by the worker pool (dozens
+    of range boundaries, results merged from two processes): nothing depends on where a range
+    ends or on which worker read it."""
+    from tunebook.data.check import pool
+
+    monkeypatch.setattr(pool, "CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(pool, "POOL_MIN_BYTES", 0)
+    expected = json.loads((GOLDEN / "corpus.json").read_text("utf-8"))
+    actual = json.loads(json.dumps(corpus(("generated",))))
+    assert actual, "nothing checked"
+    for case, value in actual.items():
+        assert value == expected[case], case
+    shipped_expected = json.loads((GOLDEN / "shipped.json").read_text("utf-8"))
+    recipe = RECIPES["support-pref"]
+    got = _report(checks.check_recipe(compose_recipe(recipe).config, tokenizer(), name=recipe),
+                  str(ROOT))
+    assert got == shipped_expected[f"recipe/{recipe}"]
+    split_expected = json.loads((GOLDEN / "splits.json").read_text("utf-8"))
+    assert splits(("generated",)) == {"generated": split_expected["generated"]}
 
 
 def record() -> None:

@@ -39,6 +39,8 @@ class FileReport:
     stage: str = "read"  # where add() files a problem
 
     def __post_init__(self) -> None:
+        for stage in ("read", "rows"):  # in this order, whichever finds a problem first
+            self.stages.setdefault(stage, Spill())
         for name in detail_names():
             self.details.setdefault(name, Spill())
 
