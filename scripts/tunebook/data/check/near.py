@@ -18,7 +18,6 @@ import numpy as np
 from tunebook.data import neardup
 from tunebook.data.check.base import GATED, Check
 
-
 BLOCK_CHARS = 1 << 18  # rows hashed at a time: their arrays stay in the CPU cache (2.5x faster)
 
 
