@@ -3,10 +3,7 @@ calls it)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from tunebook.data.check.report import Report
+from typing import Any, ClassVar
 
 MALFORMED = "malformed"  # exit 2: not valid data of its format
 GATED = "gated"  # exit 1: a data.checks threshold says no
@@ -22,11 +19,11 @@ class Check:
     counted: ClassVar[bool] = True  # the JSON report counts its rows under ``name``
 
     # -- verdict ------------------------------------------------------------------------------
-    def measure(self, report: Report) -> float | None:
+    def measure(self, report: Any) -> float | None:
         """What is compared with ``threshold``: by default the rows this check named."""
         return report.count(self.name)
 
-    def failure(self, report: Report) -> str | None:
+    def failure(self, report: Any) -> str | None:
         """One phrase when the measure is past the threshold, else None."""
         value = self.measure(report)
         limit = getattr(report.checks, self.threshold) if self.threshold else None
