@@ -253,7 +253,10 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         # Runs of equal keys: starts where a run begins.
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
         sizes = np.diff(np.concatenate((starts, [len(col)])))
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+        pairs = starts[sizes == 2]  # the common bucket: one pair, no per-bucket work
+        a, b = sorted_rows[pairs], sorted_rows[pairs + 1]
+        found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+        for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
             members = np.sort(sorted_rows[start : start + size])
             if size <= _MAX_BUCKET:
                 a, b = np.triu_indices(size, 1)

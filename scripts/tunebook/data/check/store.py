@@ -82,23 +82,32 @@ class RowTable(Sequence):
         return [r for r in self if r.ok]
 
     def raw_bytes(self, indices: Iterable[int]) -> Iterator[bytes]:
-        """The raw bytes of rows ``indices`` (in any order; fastest ascending): file rows are
-        read in blocks, array rows come from memory."""
+        """The raw bytes of rows ``indices`` (any order; ascending is fastest). File rows are
+        read a block at a time: one read covers every next requested row that ends within
+        ``_BLOCK`` bytes, so dense reads are sequential and sparse ones read only their rows.
+        Array rows come from memory."""
         if self.raws is not None:
             for i in indices:
                 yield self.raws[i].encode("utf-8")
             return
         assert self.path is not None
+        idx = np.fromiter(indices, dtype=np.int64)
+        if not len(idx):
+            return
+        starts, ends = self.offset[idx], self.offset[idx] + self.length[idx]
+        ascending = bool(np.all(idx[1:] >= idx[:-1]))
         with self.path.open("rb") as f:
             lo = hi = 0
             block = b""
-            for i in indices:
-                off, n = int(self.offset[i]), int(self.length[i])
-                if not (lo <= off and off + n <= hi):
-                    f.seek(off)
-                    block = f.read(max(n, _BLOCK))
-                    lo, hi = off, off + len(block)
-                yield block[off - lo : off - lo + n]
+            for p in range(len(idx)):
+                off, end = int(starts[p]), int(ends[p])
+                if not (lo <= off and end <= hi):
+                    last = int(np.searchsorted(ends, off + _BLOCK, side="right")) - 1 \
+                        if ascending else p
+                    lo, hi = off, max(end, int(ends[max(last, p)]))
+                    f.seek(lo)
+                    block = f.read(hi - lo)
+                yield block[off - lo : end - lo]
 
 
 def _row(line: int, raw: bytes, ok: bool, from_array: bool) -> Row:
