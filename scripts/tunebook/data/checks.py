@@ -29,13 +29,15 @@ from typing import Any
 from tunebook import paths
 from tunebook.data.check import engine, registry
 from tunebook.data.check.fix import droppable, write_fixed
+from tunebook.data.check.lengths import token_lengths
 from tunebook.data.check.problems import Problem
 from tunebook.data.check.report import FileReport, Report
 from tunebook.data.check.store import Row
 from tunebook.errors import UserError
 
 __all__ = ["DROPPABLE", "GATED", "MALFORMED", "REGISTRY", "FileReport", "Problem", "Report",
-           "Row", "check_files", "check_path", "check_recipe", "thresholds", "write_fixed"]
+           "Row", "check_files", "check_path", "check_recipe", "thresholds", "token_lengths",
+           "write_fixed"]
 
 REGISTRY = registry.REGISTRY
 MALFORMED = registry.codes(registry.MALFORMED)  # codes that mean exit 2

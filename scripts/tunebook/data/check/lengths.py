@@ -39,8 +39,13 @@ def count_batch(tokenizer: Any, raws: list[bytes], first: int, seq_len: int, eve
     """Token counts of the rows of one batch that need counting: ``(valid ids, counts,
     rows rendered with the system message merged)``; ``first`` is the batch's first valid id."""
     convs = [formats.messages(reader.parse(raw.decode("utf-8"))) for raw in raws]
+    return _count(tokenizer, convs, first, seq_len, every, step)
+
+
+def _count(tokenizer: Any, convs: list[list[dict]], first: int, seq_len: int | None,
+           every: bool, step: int) -> tuple[np.ndarray, np.ndarray, int]:
     texts, merged = tokens.render_texts(tokenizer, convs)
-    if every:
+    if every or not seq_len:
         picked = list(range(len(texts)))
     else:
         picked = [k for k, t in enumerate(texts)
@@ -49,6 +54,24 @@ def count_batch(tokenizer: Any, raws: list[bytes], first: int, seq_len: int, eve
     counts = tokens.count(tokenizer, [texts[k] for k in picked]) if picked else []
     return (np.asarray(picked, dtype=np.int64) + first, np.asarray(counts, dtype=np.int64),
             merged)
+
+
+def token_lengths(tokenizer: Any, rows: list[Any], seq_len: int | None = None
+                  ) -> tuple[dict[int, int], int]:
+    """Tokens per row of in-memory ``rows`` as Axolotl counts them (chat template applied):
+    ``({row index: n}, rows rendered with the system message merged)`` -- every row up to
+    ``EXACT_LENGTH_ROWS`` (or without ``seq_len``), else the rows that could exceed
+    ``seq_len`` and the percentile sample, as the check counts a file."""
+    n = len(rows)
+    every, step = n <= EXACT_LENGTH_ROWS or not seq_len, max(1, n // LENGTH_SAMPLE)
+    out: dict[int, int] = {}
+    merged = 0
+    for first in range(0, n, BATCH):
+        convs = [formats.messages(r) for r in rows[first : first + BATCH]]
+        ids, counts, m = _count(tokenizer, convs, first, seq_len, every, step)
+        out.update(zip(ids.tolist(), counts.tolist(), strict=True))
+        merged += m
+    return out, merged
 
 
 def _count_task(task: tuple) -> tuple[np.ndarray, np.ndarray, int]:
