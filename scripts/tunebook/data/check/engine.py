@@ -1,9 +1,9 @@
 """The streaming engine: reads files in byte ranges, runs every registered check, and builds the
 report, in memory that does not grow with the rows' text.
 
-One file is read once, in ranges of ``CHUNK_BYTES`` that start at line starts. Each range is
-read, parsed, validated and observed by a worker process (one per core, when the file is at
-least ``POOL_MIN_BYTES``; in this process otherwise), which sends back only small things: per
+One file is read once, in ranges of ``pool.CHUNK_BYTES`` that start at line starts. Each range
+is read, parsed, validated and observed by a worker process (one per core, when the file is at
+least ``pool.POOL_MIN_BYTES``; in this process otherwise), which sends back only small things: per
 row its line, offset, length and validity, the problems found, and each check's partial result
 (64-bit hashes, band keys, counts, findings). Results are merged in file order, so the report
 does not depend on the number of workers. Then, in this process, every check's ``finish`` runs
@@ -12,6 +12,7 @@ per file, ``second_pass`` per file, and ``across`` over all files (see ``registr
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -220,8 +221,6 @@ def read_file(work: FileWork, pools: pool.Pools) -> None:
 
 
 def _read_array(work: FileWork, items: list[Any]) -> None:
-    import json
-
     fmt = work.ctx.fmt or next((formats.detect(o) for o in items if formats.detect(o)), None)
     work.report.format = fmt
     work.ctx = replace(work.ctx, fmt=fmt)
