@@ -136,8 +136,8 @@ bench: bench-validate bench-data bench-plan bench-train ## every benchmark
 bench-validate: setup ## wall time to validate every recipe in one process (target < 15 s)
 	@$(VENV)/bin/python scripts/bench/validate.py
 
-bench-data: setup ## data gate on a generated 100k-row chat file (target <= 30 s)
-	@$(VENV)/bin/python scripts/bench/data.py
+bench-data: setup ## data checks on generated chat sets, 100k [ROWS=1000000] (1M: <= 60 s, <= 2 GB)
+	@$(VENV)/bin/python scripts/bench/data.py $(call opt,ROWS,rows)
 
 bench-plan: setup ## planner estimates vs published reference points
 	@$(VENV)/bin/python scripts/bench/plan.py

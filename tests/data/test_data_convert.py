@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from datahelp import run_cli
 
-from tunebook.data import converters, gate
+from tunebook.data import checks, converters
 from tunebook.errors import UserError
 
 SHAREGPT = [
@@ -48,7 +48,7 @@ def test_sharegpt_round_trips(tmp_path: Path, capsys, layout):
                                                        "assistant"]
     assert converters.to_sharegpt(rows) == SHAREGPT
     assert src.read_bytes() == before
-    assert gate.check_path(out).exit_code == 0
+    assert checks.check_path(out).exit_code == 0
 
 
 def test_sharegpt_bad_role_names_the_row(tmp_path: Path, capsys):
@@ -78,7 +78,7 @@ def test_alpaca_array(tmp_path: Path):
         {"role": "assistant", "content": "Boot"}]
     assert rows[1]["messages"][0]["content"] == "Name a colour."
     assert rows[2]["messages"][0] == {"role": "system", "content": "Be nice."}
-    assert gate.check_path(out).exit_code == 0
+    assert checks.check_path(out).exit_code == 0
 
 
 def test_alpaca_missing_output_is_named_by_index(tmp_path: Path):

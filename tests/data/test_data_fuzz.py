@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunebook.data import converters, gate
+from tunebook.data import checks, converters
 from tunebook.errors import UserError
 
 json_values = st.recursive(
@@ -37,7 +37,7 @@ def _gate(content: bytes, name: str = "d.jsonl") -> int:
         path = Path(d) / name
         path.write_bytes(content)
         try:
-            report = gate.check_path(path)
+            report = checks.check_path(path)
         except UserError:
             return 2
         assert report.exit_code in (0, 1, 2)
@@ -102,3 +102,46 @@ def test_fast_path_never_accepts_what_the_schema_rejects(row):
     for fmt in ("chat", "preference"):
         if formats.surely_valid(fmt, row):
             assert formats.validator(fmt).is_valid(row), row
+
+
+@SETTINGS
+@given(rows_any)
+def test_plain_chat_fast_path_never_accepts_a_row_with_a_problem(row):
+    from tunebook.data import formats
+
+    if formats.plain_chat_ok(row):
+        assert formats.validator("chat").is_valid(row), row
+        # the full path (the fast path bypassed) finds nothing either
+        assert list(formats._turns(row["messages"], last="assistant", where="messages")) == []
+
+
+@SETTINGS
+@given(chat_rows)
+def test_plain_chat_fast_path_accepts_every_plain_valid_row(row):
+    from tunebook.data import formats
+
+    full = [] if formats._schema_problem("chat", row) is None and not list(
+        formats._turns(row["messages"], last="assistant", where="messages")) else ["x"]
+    if not full and len(row["messages"]) >= 2:
+        assert formats.plain_chat_ok(row), row
+
+
+def _all_text_walk(row) -> str:
+    out, stack = [], [row]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return "\n".join(reversed(out))
+
+
+@SETTINGS
+@given(rows_any)
+def test_all_text_fast_path_equals_the_walk(row):
+    from tunebook.data import formats
+
+    assert formats.all_text(row) == _all_text_walk(row)

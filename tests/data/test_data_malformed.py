@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datahelp import SYSTEM, chat, distinct_rows, run_cli
 
-from tunebook.data import gate
+from tunebook.data import checks
 
 
 def _lines(*rows) -> bytes:
@@ -130,7 +130,7 @@ CASES = [
 def test_malformed_file(tmp_path: Path, capsys, name, filename, content, code, line, error):
     path = tmp_path / filename
     path.write_bytes(content)
-    report = gate.check_path(path)
+    report = checks.check_path(path)
     assert report.exit_code == code, report.lines()
     hits = [p for p in report.problems() if p.code == error]
     assert hits, f"{error} not in {report.lines()}"
@@ -152,7 +152,7 @@ def test_malformed_file(tmp_path: Path, capsys, name, filename, content, code, l
 def test_corpus_covers_every_check():
     assert len(CASES) >= 40
     with_config = {"unknown-label", "bad-answer", "label-imbalance", "leak"}  # tests below
-    assert {c[5] for c in CASES} | with_config == gate.MALFORMED | gate.GATED
+    assert {c[5] for c in CASES} | with_config == checks.MALFORMED | checks.GATED
 
 
 TRIAGE_CONFIG = {"data": {"format": "chat", "labels": ["low", "high"]}}
@@ -165,9 +165,9 @@ def _rows(*pairs):
 def test_unknown_label_is_malformed(tmp_path: Path):
     path = tmp_path / "t.jsonl"
     path.write_bytes(_lines(*_rows(("site down", "high"), ("question", "lowish"))))
-    report = gate.check_path(path, TRIAGE_CONFIG)
+    report = checks.check_path(path, TRIAGE_CONFIG)
     assert report.exit_code == 2
-    [p] = [p for p in report.problems() if p.code in gate.MALFORMED]
+    [p] = [p for p in report.problems() if p.code in checks.MALFORMED]
     assert (p.line, p.code) == (2, "unknown-label")
     assert "'low'" in p.message  # did you mean
 
@@ -177,14 +177,14 @@ def test_label_imbalance_fails_the_gate(tmp_path: Path, capsys):
     rows.append(chat("what are the store hours on sunday", "low"))
     path = tmp_path / "t.jsonl"
     path.write_bytes(_lines(*rows))
-    report = gate.check_path(path, TRIAGE_CONFIG)
+    report = checks.check_path(path, TRIAGE_CONFIG)
     assert report.exit_code == 1
     assert report.files[0].labels == {"low": 1, "high": 4}
     assert any("label imbalance 4.0" in f for f in report.failures())
     assert f"{path}: label-imbalance: " in "\n".join(report.lines())
     # A looser threshold passes the same file.
     loose = {"data": {**TRIAGE_CONFIG["data"], "checks": {"max_label_imbalance": 4}}}
-    assert gate.check_path(path, loose).exit_code == 0
+    assert checks.check_path(path, loose).exit_code == 0
 
 
 def test_answers_must_follow_the_answer_schema(tmp_path: Path):
@@ -195,7 +195,7 @@ def test_answers_must_follow_the_answer_schema(tmp_path: Path):
                             chat("contract three", json.dumps({"governing_law": "X"}))))
     config = {"data": {"format": "chat",
                        "answer_schema": "data-templates/datasets/clauses/answer.schema.json"}}
-    report = gate.check_path(path, config)
+    report = checks.check_path(path, config)
     assert report.exit_code == 2
     assert [(p.line, p.code) for p in report.problems()] == [(2, "bad-answer"), (3, "bad-answer")]
 
@@ -211,7 +211,7 @@ def test_leaks_between_splits(tmp_path: Path, capsys):
     for name, part in (("train", train), ("val", val), ("test", test)):
         paths[name] = tmp_path / f"{name}.jsonl"
         paths[name].write_bytes(_lines(*part))
-    report = gate.check_files([(k, v) for k, v in paths.items()], {"data": {"format": "chat"}})
+    report = checks.check_files([(k, v) for k, v in paths.items()], {"data": {"format": "chat"}})
     assert report.exit_code == 1
     assert report.count("leaks") == 2
     by_path = {(p.path.split("/")[-1], p.line) for p in report.problems() if p.code == "leak"}
@@ -224,7 +224,7 @@ def test_luhn_invalid_card_and_order_numbers_are_not_pii(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(_lines(chat("Card 4111 1111 1111 1112 failed, order VL-48291", "Sorry."),
                             chat("Cap is US$500,000 and 1,000,000 EUR", "Noted.")))
-    report = gate.check_path(path)
+    report = checks.check_path(path)
     assert report.exit_code == 0, report.lines()
     assert report.count("pii") == 0
 
@@ -239,7 +239,7 @@ def test_crlf_and_blank_lines_are_fine(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b"\r\n".join(json.dumps(r).encode() for r in (GOOD, GOOD2, GOOD3))
                      + b"\r\n\r\n")
-    report = gate.check_path(path)
+    report = checks.check_path(path)
     assert report.exit_code == 0, report.lines()
     assert report.rows() == 3
 
@@ -249,8 +249,8 @@ def test_errors_are_capped_per_code_with_a_count(tmp_path: Path, capsys):
             for i in range(15)]
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = gate.check_path(path)
-    report.checks.max_errors_per_code = 4
+    report = checks.check_path(path)
+    report.checks = report.checks.model_copy(update={"max_errors_per_code": 4})
     lines = report.lines()
     assert sum(": empty-assistant: " in x for x in lines) == 4
     assert any("and 11 more" in x for x in lines)
@@ -263,7 +263,7 @@ def test_errors_are_capped_per_code_with_a_count(tmp_path: Path, capsys):
 def test_line_numbers_count_blank_lines(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(_lines(GOOD) + b"\n\n" + _lines(chat("q", "")))
-    report = gate.check_path(path)
+    report = checks.check_path(path)
     assert [p.line for p in report.problems()] == [4]
 
 
@@ -285,7 +285,7 @@ def test_fix_writes_a_clean_copy_and_leaves_the_input(tmp_path: Path, capsys):
                       (10, "bad-json")):
         assert f"{src}:{line}: dropped ({why})" in text, text
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
-    assert gate.check_path(out).exit_code == 0
+    assert checks.check_path(out).exit_code == 0
     # --fix onto the input itself is refused.
     code, text = run_cli(capsys, "data-check", "--data", str(src), "--fix", str(src))
     assert code == 2 and "never edits data in place" in text
@@ -329,14 +329,14 @@ def test_pii_in_a_system_prompt_is_found(tmp_path: Path):
     row = chat("How do I reset my password?", "Use the link.",
                system="Escalate to ops@corp.example")
     path.write_bytes(_lines(row))
-    report = gate.check_path(path)
+    report = checks.check_path(path)
     assert report.exit_code == 1 and report.count("pii") == 1
 
 
 def test_jsonl_whose_first_row_is_an_array_is_read_line_by_line(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(_lines([GOOD], GOOD2, GOOD3))
-    report = gate.check_path(path)
+    report = checks.check_path(path)
     assert [(p.line, p.code) for p in report.problems()] == [(1, "not-object")]
     assert report.rows() == 3
 
@@ -344,5 +344,5 @@ def test_jsonl_whose_first_row_is_an_array_is_read_line_by_line(tmp_path: Path):
 def test_misspelt_key_gets_a_suggestion(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(_lines({"mesages": [{"role": "user", "content": "a"}]}))
-    [p] = gate.check_path(path).problems()
+    [p] = checks.check_path(path).problems()
     assert "did you mean 'messages'" in p.message

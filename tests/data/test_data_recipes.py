@@ -11,7 +11,8 @@ import pytest
 from datahelp import run_cli, tokenizer
 
 from tunebook.compose import compose_recipe, recipe_names
-from tunebook.data import gate
+from tunebook.data import checks
+from tunebook.data.check import lengths
 
 # One recipe per task (each task's data, labels, answer schema and sequence_len).
 RECIPES = {"triage": "mistral7b-lora-triage", "support": "mistral7b-qlora-support",
@@ -22,7 +23,7 @@ RECIPES = {"triage": "mistral7b-lora-triage", "support": "mistral7b-qlora-suppor
 def test_shipped_data_passes_the_gate(task):
     config = compose_recipe(RECIPES[task]).config
     assert config["meta"]["task"]["name"] == task
-    report = gate.check_recipe(config, tokenizer(), name=RECIPES[task])
+    report = checks.check_recipe(config, tokenizer(), name=RECIPES[task])
     assert report.passed, report.lines() + [report.summary()]
     assert report.exit_code == 0
     assert [f.role for f in report.files] == ["train", "val", "test"]
@@ -40,14 +41,14 @@ def test_every_recipe_points_at_shipped_data():
     for name in recipe_names():
         data = compose_recipe(name).config["data"]
         for split in ("train", "val", "test"):
-            assert (gate.paths.ROOT / data[split]).is_file(), (name, split)
+            assert (checks.paths.ROOT / data[split]).is_file(), (name, split)
 
 
 def _scratch_config(tmp_path: Path, recipe: str) -> dict:
     config = json.loads(json.dumps(compose_recipe(recipe).config))
     for split in ("train", "val", "test"):
         dst = tmp_path / f"{split}.jsonl"
-        shutil.copy(gate.paths.ROOT / config["data"][split], dst)
+        shutil.copy(checks.paths.ROOT / config["data"][split], dst)
         config["data"][split] = str(dst)
     return config
 
@@ -57,13 +58,13 @@ def test_check_recipe_says_no_to_a_leak_and_to_too_long_rows(tmp_path: Path):
     train = Path(config["data"]["train"])
     test_row = Path(config["data"]["test"]).read_text().splitlines()[3]
     train.write_text(train.read_text() + test_row + "\n")
-    report = gate.check_recipe(config, tokenizer())
+    report = checks.check_recipe(config, tokenizer())
     assert not report.passed and report.exit_code == 1
     assert report.count("leaks") == 1
     assert "FAILED" in report.summary() and "max_leaks=0" in report.summary()
     # A sequence_len shorter than the rows: Axolotl would drop them, the gate says so.
     config["axolotl"]["sequence_len"] = 64
-    report = gate.check_recipe(config, tokenizer())
+    report = checks.check_recipe(config, tokenizer())
     assert report.count("too_long") > 600
     assert any("max_too_long=0" in f for f in report.failures())
 
@@ -72,7 +73,7 @@ def test_check_recipe_is_exit_2_on_malformed_data(tmp_path: Path):
     config = _scratch_config(tmp_path, "qwen7b-lora-clauses")
     val = Path(config["data"]["val"])
     val.write_text(val.read_text() + '{"messages": [}\n')
-    report = gate.check_recipe(config, tokenizer())
+    report = checks.check_recipe(config, tokenizer())
     assert report.exit_code == 2 and not report.passed
     bad = report.malformed()
     assert [(p.path, p.line, p.code) for p in bad] == [(str(val), 67, "bad-json")]
@@ -91,7 +92,7 @@ def test_cli_recipe_mode_with_the_twin_tokenizer(capsys, tmp_path: Path):
 def test_overrides_change_thresholds(capsys, tmp_path: Path):
     path = tmp_path / "pii.jsonl"
     rows = [json.loads(x) for x in
-            (gate.paths.ROOT / "data-templates/datasets/triage/val.jsonl").read_text()
+            (checks.paths.ROOT / "data-templates/datasets/triage/val.jsonl").read_text()
             .splitlines()]
     rows[0]["messages"][1]["content"] += " Reach me at sam.lee@example.org"
     rows[1]["messages"][1]["content"] += " or call +44 20 7946 0958"
@@ -114,11 +115,11 @@ def test_sampled_length_check_gives_the_exact_verdict(tmp_path: Path, monkeypatc
     config = _scratch_config(tmp_path, "mistral7b-qlora-support")
     for seq_len, skips in ((280, False), (4096, True)):
         config["axolotl"]["sequence_len"] = seq_len
-        monkeypatch.setattr(gate, "EXACT_LENGTH_ROWS", 20_000)
-        exact = gate.check_recipe(config, tokenizer())
-        monkeypatch.setattr(gate, "EXACT_LENGTH_ROWS", 50)
-        monkeypatch.setattr(gate, "LENGTH_SAMPLE", 20)
-        sampled = gate.check_recipe(config, tokenizer())
+        monkeypatch.setattr(lengths, "EXACT_LENGTH_ROWS", 20_000)
+        exact = checks.check_recipe(config, tokenizer())
+        monkeypatch.setattr(lengths, "EXACT_LENGTH_ROWS", 50)
+        monkeypatch.setattr(lengths, "LENGTH_SAMPLE", 20)
+        sampled = checks.check_recipe(config, tokenizer())
         assert (exact.count("too_long") > 0) is not skips
         for a, b in zip(exact.files, sampled.files, strict=True):
             assert a.too_long == b.too_long

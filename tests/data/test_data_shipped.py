@@ -117,13 +117,13 @@ def test_generator_reproduces_the_committed_files(tmp_path, monkeypatch):
 def test_format_templates_are_complete_and_their_examples_pass(fmt):
     from jsonschema import Draft202012Validator
 
-    from tunebook.data import gate
+    from tunebook.data import checks
 
     folder = DATA_TEMPLATES / fmt
     Draft202012Validator.check_schema(json.loads((folder / "schema.json").read_text("utf-8")))
     readme = (folder / "README.md").read_text("utf-8")
     assert "Use it when" in readme and "Axolotl" in readme and "Recipe keys" in readme
-    report = gate.check_path(folder / "example.jsonl")
+    report = checks.check_path(folder / "example.jsonl")
     assert report.exit_code == 0, report.lines()
     assert report.format() == fmt
 

@@ -158,7 +158,7 @@ def test_planner_counts_equal_the_data_gate_on_shipped_data(recipe):
     """One counter: the data gate's per-row counts and the planner's per-sequence counts are
     identical on the shipped chat datasets, with each family's tokenizer (Gemma's template
     rejects a system turn: both merge it the same way)."""
-    from tunebook.data import gate
+    from tunebook.data import checks
     from tunebook.twins import tokenizer_for
 
     cfg = compose_recipe(recipe).config
@@ -166,7 +166,7 @@ def test_planner_counts_equal_the_data_gate_on_shipped_data(recipe):
     for split in ("train", "val", "test"):
         path = paths.ROOT / cfg["data"][split]
         rows = tokens.read_rows(path)
-        by_gate, _ = gate.token_lengths(tok, rows, int(cfg["axolotl"]["sequence_len"]))
+        by_gate, _ = checks.token_lengths(tok, rows, int(cfg["axolotl"]["sequence_len"]))
         planner = tokens.sequence_lengths(path, tok)
         assert len(planner) == len(rows) > 0
         assert [by_gate[i] for i in range(len(rows))] == planner, (recipe, split)

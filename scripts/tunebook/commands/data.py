@@ -9,7 +9,7 @@ from pathlib import Path
 from tunebook import paths, twins
 from tunebook.commands.args import recipe_args
 from tunebook.compose import DEFAULT_RECIPE, compose_recipe
-from tunebook.data import converters, gate
+from tunebook.data import checks, converters
 from tunebook.data import split as splitter
 from tunebook.errors import UserError
 from tunebook.evaluation.kinds import KINDS
@@ -48,9 +48,9 @@ def data_check(args: argparse.Namespace) -> int:
         args.recipe = DEFAULT_RECIPE
     config = _config(args)
     if args.data:
-        report = gate.check_path(Path(args.data), config, tokenizer=_tokenizer(config))
+        report = checks.check_path(Path(args.data), config, tokenizer=_tokenizer(config))
     else:
-        report = gate.check_recipe(config, _tokenizer(config), name=args.recipe)
+        report = checks.check_recipe(config, _tokenizer(config), name=args.recipe)
     for line in report.lines():
         print(line)
     if args.json:
@@ -59,7 +59,7 @@ def data_check(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n",
                        encoding="utf-8")
     if args.fix:
-        gate.write_fixed(report, Path(args.data), Path(args.fix))
+        checks.write_fixed(report, Path(args.data), Path(args.fix))
     print(report.summary())
     return report.exit_code
 

@@ -4,10 +4,10 @@ A format is detected from a row's keys (``messages`` -> chat, ``instruction`` + 
 instruction, ``prompt`` + ``chosen`` + ``rejected`` -> preference, ``prompt`` + ``completion``
 -> completion). Its JSON Schema lives in ``data-templates/<format>/schema.json`` (checked with
 jsonschema); what a schema cannot say -- system only first, user/assistant alternation, the last
-turn from the assistant, no empty assistant content (Axolotl silently drops such rows,
-a known Axolotl pitfall), chosen != rejected -- is checked here in Python.
+turn from the assistant, no empty assistant content (Axolotl silently drops such rows), chosen
+!= rejected -- is checked here in Python.
 
-Every problem is a ``(code, message)``; the gate adds the file and line.
+Every problem is a ``(code, message)``; the data checks add the file and line.
 """
 
 from __future__ import annotations
@@ -84,6 +84,12 @@ def row_text(row: dict) -> str:
 
 def all_text(row: Any) -> str:
     """Every string in a row, system prompt included: what the PII scan reads."""
+    msgs = row.get("messages") if type(row) is dict and len(row) == 1 else None
+    if type(msgs) is list and all(type(m) is dict and m.keys() == _MSG_KEYS
+                                  and type(m["role"]) is str and type(m["content"]) is str
+                                  for m in msgs):
+        # A plain chat row (the common case): the same strings in the same order as the walk.
+        return "\n".join(v for m in msgs for v in m.values())
     out: list[str] = []
     stack = [row]
     while stack:
@@ -226,8 +232,39 @@ def _turns(msgs: list[dict], *, last: str, where: str) -> Iterator[tuple[str, st
                                    f"it must be the {last}'s")
 
 
+def plain_chat_ok(row: Any) -> bool:
+    """True only for chat rows ``check_row`` finds nothing wrong with: plain ``{role, content}``
+    messages (a subset of the schema, see ``surely_valid``), an optional system message first,
+    then user and assistant alternating, none empty, ending with the assistant. One pass over
+    the messages for the rows nearly every file is made of; anything else takes the full path.
+    ``tests/data/test_data_fuzz.py`` checks "plain_chat_ok implies no problem" on random rows.
+    """
+    if type(row) is not dict or len(row) != 1:
+        return False
+    msgs = row.get("messages")
+    if type(msgs) is not list or len(msgs) < 2:
+        return False
+    expect = "user"
+    for i, m in enumerate(msgs):
+        if type(m) is not dict or m.keys() != _MSG_KEYS:
+            return False
+        role, content = m["role"], m["content"]
+        if type(role) is not str or type(content) is not str:
+            return False
+        if role == "system":
+            if i:
+                return False
+            continue
+        if role != expect or not content.strip():
+            return False
+        expect = "assistant" if role == "user" else "user"
+    return expect == "user"
+
+
 def check_row(fmt: str, row: Any) -> list[tuple[str, str]]:
     """Every format problem of one parsed row, [] when it is a valid ``fmt`` row."""
+    if fmt == "chat" and plain_chat_ok(row):
+        return []
     if not isinstance(row, dict):
         kind = type(row).__name__ if row is not None else "null"
         return [("not-object", f"expected a JSON object, got {kind}")]

@@ -19,14 +19,15 @@ signatures is identical; ``tests/data/test_data_neardup.py`` checks the candidat
 ``insert``/``query`` per row, which alone cost ~10 s on 100k rows.
 
 Every candidate pair is then confirmed with the *exact* Jaccard of the two shingle sets, so
-the reported clusters and leaks never rest on an estimate.
+the reported clusters and leaks never rest on an estimate. The data checks keep only the band
+keys per row and re-read the texts of candidate pairs (``pair_jaccards``), in blocks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -40,8 +41,11 @@ _EMPTY = np.uint64(np.iinfo(np.uint64).max)
 
 
 def normalise(text: str) -> str:
-    """NFKC, lower case, whitespace collapsed: what "the same text" means for duplicates."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+    """NFKC, lower case, whitespace collapsed: what "the same text" means for duplicates.
+    (ASCII text is its own NFKC form: the normalisation is skipped for it.)"""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.lower().split())
 
 
 def exact_key(text: str) -> str:
@@ -57,14 +61,16 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def shingle_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of every character 5-gram of every (normalised) text.
+def shingle_hashes(texts: Sequence[str], *, normalised: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of every character 5-gram of every (normalised) text; ``normalised``:
+    the texts already went through ``normalise``.
 
     Returns ``(hashes, offsets)``: the shingles of text ``i`` are ``hashes[offsets[i]:
     offsets[i+1]]``. A text shorter than 5 characters is padded so it still has one shingle.
     Works in chunks of rows so memory stays bounded on large files.
     """
-    norm = [normalise(t).ljust(SHINGLE) for t in texts]
+    norm = [(t if normalised else normalise(t)).ljust(SHINGLE) for t in texts]
     lengths = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
     n_sh = lengths - SHINGLE + 1
     offsets = np.concatenate(([0], np.cumsum(n_sh))).astype(np.int64)
@@ -141,10 +147,39 @@ def _densify(sig: np.ndarray) -> np.ndarray:
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    sa, sb = np.unique(a), np.unique(b)
+    return _jaccard(np.unique(a), np.unique(b))
+
+
+def _jaccard(sa: np.ndarray, sb: np.ndarray) -> float:
     inter = np.intersect1d(sa, sb, assume_unique=True).size
     union = sa.size + sb.size - inter
     return inter / union if union else 1.0
+
+
+PAIR_BLOCK = 20_000  # candidate pairs confirmed at a time (their texts are re-read per block)
+
+
+def pair_jaccards(pairs: np.ndarray, texts_a: Callable[[list[int]], list[str]],
+                  texts_b: Callable[[list[int]], list[str]] | None = None) -> list[float]:
+    """The exact Jaccard of every pair ``(i, j)``, the texts fetched per block of pairs by
+    ``texts_a(ids)`` (and ``texts_b`` for the ``j`` side when the pairs span two files; ids
+    ascending). Memory: one block's shingle sets."""
+    out: list[float] = []
+    for start in range(0, len(pairs), PAIR_BLOCK):
+        part = pairs[start : start + PAIR_BLOCK]
+        if texts_b is None:
+            sets_a = sets_b = _sets(np.unique(part), texts_a)
+        else:
+            sets_a, sets_b = _sets(np.unique(part[:, 0]), texts_a), \
+                _sets(np.unique(part[:, 1]), texts_b)
+        out += [_jaccard(sets_a[i], sets_b[j]) for i, j in part.tolist()]
+    return out
+
+
+def _sets(ids: np.ndarray, texts: Callable[[list[int]], list[str]]) -> dict[int, np.ndarray]:
+    ids_list = ids.tolist()
+    hashes, offsets = shingle_hashes(texts(ids_list))
+    return {i: np.unique(hashes[offsets[k] : offsets[k + 1]]) for k, i in enumerate(ids_list)}
 
 
 @dataclass
@@ -218,7 +253,10 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         # Runs of equal keys: starts where a run begins.
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
         sizes = np.diff(np.concatenate((starts, [len(col)])))
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+        pairs = starts[sizes == 2]  # the common bucket: one pair, no per-bucket work
+        a, b = sorted_rows[pairs], sorted_rows[pairs + 1]
+        found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+        for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
             members = np.sort(sorted_rows[start : start + size])
             if size <= _MAX_BUCKET:
                 a, b = np.triu_indices(size, 1)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR")  # Presidio's defaults
 
 _PREFILTER = re.compile(r"@|\d[\d\s().+/-]{6,}\d")
+_DIGIT = re.compile(r"\d")
+_DIGIT_RUN = re.compile(r"\d[\d\s().+/-]{6,}\d")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
@@ -68,9 +70,18 @@ def mask(value: str) -> str:
     return value[:2] + "*" * (len(value) - 4) + value[-2:]
 
 
+def _worth_scanning(text: str) -> bool:
+    """``_PREFILTER.search(text)``, several times faster: ``@`` is a substring test, and a
+    digit run can only start at a digit, so it is tried only there (rows hold few digits)."""
+    if "@" in text:
+        return True
+    match = _DIGIT_RUN.match
+    return any(match(text, d.start()) for d in _DIGIT.finditer(text))
+
+
 def scan(text: str) -> list[Finding]:
     """Every personal-data finding in ``text``, left to right, spans not overlapping."""
-    if not _PREFILTER.search(text):
+    if not _worth_scanning(text):
         return []
     found: list[Finding] = []
     taken: list[tuple[int, int]] = []

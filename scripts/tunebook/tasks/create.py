@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from tunebook import catalog, compose, gpus, lock, paths, twins
-from tunebook.data import formats, gate, tokens
+from tunebook.data import checks as data_checks
+from tunebook.data import formats, tokens
 from tunebook.data import split as splitter
 from tunebook.errors import CheckFailed, UserError
 from tunebook.plan.estimate import estimate
@@ -102,7 +103,7 @@ def _clean(rows: infer.Rows, kind: infer.Kind, log: Callable[[str], None]
                         encoding="utf-8")
         config = {"data": {"format": rows.format,
                            "labels": list(kind.labels) if kind.labels else None}}
-        report = gate.check_path(file, config)
+        report = data_checks.check_path(file, config)
     rep = report.files[0]
     malformed = report.malformed()
     if malformed:

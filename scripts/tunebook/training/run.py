@@ -25,7 +25,7 @@ import yaml
 from tunebook import env, paths, tracking, twins
 from tunebook.axolotl_schema import run_validate_config
 from tunebook.compose import parse_overrides
-from tunebook.data import gate as data_gate
+from tunebook.data import checks as data_checks
 from tunebook.errors import CheckFailed, UserError
 from tunebook.redaction import redact
 from tunebook.rundir import RunDir, new_run_id, resolve_run
@@ -42,9 +42,9 @@ Manifest = dict[str, Any]
 TOPOLOGY_FLAGS = ("nnodes", "node_rank", "master_addr", "master_port", "gpus_per_node")
 
 
-def check_data(config: dict[str, Any], name: str) -> data_gate.Report:
+def check_data(config: dict[str, Any], name: str) -> data_checks.Report:
     """The data gate over the recipe's train/val/test, token lengths with its tokenizer."""
-    return data_gate.check_recipe(config, twins.tokenizer_for(config, full=False), name=name)
+    return data_checks.check_recipe(config, twins.tokenizer_for(config, full=False), name=name)
 
 
 def start_from(from_run: str, name: str, overrides: list[str]) -> tuple[str, dict[str, Any]]:
