@@ -5,7 +5,8 @@ checks the ``axolotl:`` section against the models' field names and aliases firs
 Axolotl's own ``validate_config``.
 
 Importing Axolotl costs 4-7 s, which ``tunebook train`` should not pay twice (its training
-process imports Axolotl anyway). So the key sets are cached in ``.cache/axolotl-keys/``, under a
+process imports Axolotl anyway). So the key sets (and the attention backends that keep packed
+samples apart, for ``tunebook.validate``) are cached in ``.cache/axolotl-keys/``, under a
 fingerprint of the installed Axolotl (its version and the size and mtime of every file of its
 ``utils/schemas`` package) and of this module: an upgraded, edited or reinstalled Axolotl gets a
 fresh index, a cache hit never imports Axolotl. ``run_validate_config`` always needs the import.
@@ -30,6 +31,8 @@ from tunebook.errors import UserError, did_you_mean
 
 # Keys whose list entries are dataset configs, checked against Axolotl's dataset models.
 DATASET_LISTS = ("datasets", "test_datasets")
+# What the cached index holds: config keys, dataset-entry keys, packing-safe attention backends.
+INDEX_KEYS = ("config", "datasets", "packing_attention")
 
 
 def _names(model: type) -> set[str]:
@@ -84,11 +87,19 @@ def _models_in(annotation: Any) -> set[type]:
 
 
 def _read_schema() -> dict[str, list[str]]:
-    """Both key sets, read from the imported schema models."""
+    """Both key sets and the packing-safe attention backends, read from the imported schema."""
+    from axolotl.utils.schemas import enums
+
     dataset: set[str] = set()
     for model in _models()["datasets"]:
         dataset |= _names(model)
-    return {"config": sorted(_names(_models()["config"])), "datasets": sorted(dataset)}
+    config = _models()["config"]
+    # Axolotl's own ``attn_decontaminates_packing``, asked for every backend it names.
+    backends = enums.CANONICAL_ATTN_IMPLS | enums.ATTN_IMPLS_SUPPORTING_PACKING
+    packing = sorted(a for a in backends
+                     if config.model_construct(attn_implementation=a).attn_decontaminates_packing)
+    return {"config": sorted(_names(config)), "datasets": sorted(dataset),
+            "packing_attention": packing}
 
 
 def fingerprint() -> str:
@@ -110,7 +121,7 @@ def _key_index() -> dict[str, frozenset[str]]:
     cache = paths.CACHE / "axolotl-keys" / f"{fingerprint()}.json"
     try:
         data = json.loads(cache.read_text(encoding="utf-8"))
-        return {key: frozenset(data[key]) for key in ("config", "datasets")}
+        return {key: frozenset(data[key]) for key in INDEX_KEYS}
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no index yet, or an unreadable one: read the schema and keep it
     data = _read_schema()
@@ -130,6 +141,13 @@ def axolotl_keys() -> frozenset[str]:
 def dataset_keys() -> frozenset[str]:
     """Keys of one entry of ``datasets:`` / ``test_datasets:`` (SFT, DPO or KTO shape)."""
     return _key_index()["datasets"]
+
+
+def packing_attention() -> frozenset[str]:
+    """``attn_implementation`` values with which Axolotl keeps packed samples apart (its
+    ``attn_decontaminates_packing``: varlen backends, and sdpa/eager through a block-diagonal
+    mask); with any other backend packed samples attend to each other."""
+    return _key_index()["packing_attention"]
 
 
 def plugin_keys(plugins: list[str]) -> frozenset[str]:
@@ -193,12 +211,16 @@ def rejection(error: Exception) -> str | None:
 
 
 def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
-    """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys."""
+    """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys.
+    Plugins are registered first, as Axolotl's own config loader does: without that their keys
+    (``liger_*``, ...) would be dropped unchecked."""
     _models()
-    from axolotl.utils.config import validate_config
+    from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
     try:
+        if section.get("plugins"):
+            prepare_plugins(DictDefault(_plain(section)))
         return dict(validate_config(DictDefault(_plain(section))))
     except Exception as e:
         message = rejection(e)

@@ -71,9 +71,15 @@ def test_key_index_is_cached_under_a_fingerprint_and_rebuilt_when_unusable(tmp_p
         assert axolotl_schema.axolotl_keys() == keys  # unreadable: read again and rewritten
         assert json.loads(index.read_text(encoding="utf-8"))["config"] == fresh["config"]
 
+        assert axolotl_schema.packing_attention() == frozenset(fresh["packing_attention"])
         index.write_text(json.dumps({"config": ["a"], "datasets": ["b"]}), encoding="utf-8")
         axolotl_schema._key_index.cache_clear()
+        assert axolotl_schema.axolotl_keys() == keys  # an index from before packing_attention
+        index.write_text(json.dumps({"config": ["a"], "datasets": ["b"],
+                                     "packing_attention": ["c"]}), encoding="utf-8")
+        axolotl_schema._key_index.cache_clear()
         assert axolotl_schema.axolotl_keys() == {"a"}  # a hit is used as is, no import
+        assert axolotl_schema.packing_attention() == {"c"}
     finally:
         axolotl_schema._key_index.cache_clear()
 
