@@ -210,10 +210,13 @@ def rejection(error: Exception) -> str | None:
     return None
 
 
-def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
+def run_validate_config(section: dict[str, Any], where: str,
+                        capabilities: dict[str, Any] | None = None,
+                        env_capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys.
     Plugins are registered first, as Axolotl's own config loader does: without that their keys
-    (``liger_*``, ...) would be dropped unchecked."""
+    (``liger_*``, ...) would be dropped unchecked. ``capabilities`` (a GPU's, as Axolotl's
+    ``gpu_capabilities()`` reports them) turn on the checks that depend on the device."""
     _models()
     from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
@@ -221,7 +224,8 @@ def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
     try:
         if section.get("plugins"):
             prepare_plugins(DictDefault(_plain(section)))
-        return dict(validate_config(DictDefault(_plain(section))))
+        return dict(validate_config(DictDefault(_plain(section)), capabilities=capabilities,
+                                    env_capabilities=env_capabilities))
     except Exception as e:
         message = rejection(e)
         if message is None:

@@ -103,3 +103,23 @@ def test_fingerprint_follows_the_installed_schema_files(tmp_path, monkeypatch):
     os.utime(schemas / "config.py", ns=(1, 1))  # same size, another mtime: a reinstall
     assert axolotl_schema.fingerprint() != second
 
+
+
+def test_validate_config_checks_plugin_keys_in_a_fresh_process():
+    """Axolotl merges a plugin's keys into its schema only once the plugin is registered; without
+    that, validate_config drops them unchecked. In a process where nothing registered Liger yet,
+    run_validate_config still keeps (and checks) the liger_* keys."""
+    import subprocess
+    import sys
+
+    code = ("from tunebook import axolotl_schema as a\n"
+            "s = {'base_model': 'x', 'datasets': [{'path': 'd.jsonl', 'type': 'alpaca'}],\n"
+            "     'micro_batch_size': 1, 'gradient_accumulation_steps': 1, 'learning_rate': 1e-4,\n"
+            "     'plugins': ['axolotl.integrations.liger.LigerPlugin'], 'liger_rope': True}\n"
+            "print('kept', a.run_validate_config(s, 'x').get('liger_rope'))\n"
+            "s['liger_use_token_scaling'] = True  # Liger's own rule: needs the fused loss\n"
+            "try:\n    a.run_validate_config(s, 'x')\nexcept Exception as e:\n    print('refused', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600).stdout
+    assert "kept True" in out, out
+    assert "refused x: Axolotl rejects the config" in out and "fused_linear_cross_entropy" in out
