@@ -118,7 +118,8 @@ def test_validate_config_checks_plugin_keys_in_a_fresh_process():
             "     'plugins': ['axolotl.integrations.liger.LigerPlugin'], 'liger_rope': True}\n"
             "print('kept', a.run_validate_config(s, 'x').get('liger_rope'))\n"
             "s['liger_use_token_scaling'] = True  # Liger's own rule: needs the fused loss\n"
-            "try:\n    a.run_validate_config(s, 'x')\nexcept Exception as e:\n    print('refused', e)\n")
+            "try:\n    a.run_validate_config(s, 'x')\n"
+            "except Exception as e:\n    print('refused', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=600).stdout
     assert "kept True" in out, out

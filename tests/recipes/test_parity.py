@@ -165,3 +165,31 @@ def test_a_group_default_without_why_is_caught(scratch_root, monkeypatch):
     _, unexplained = differences("mistral7b-qlora-support", scratch_root / "recipes")
     assert [u.split(":")[0] for u in unexplained] == ["tf32"]
     assert "recipes/method/_train.yaml" in unexplained[0]
+
+
+def test_liger_settings_are_those_of_axolotls_own_liger_example():
+    """The shared Liger part names the plugin and turns on the kernels exactly as Axolotl's own
+    Llama + Liger example does (no extra or misspelt kernel, no other plugin path)."""
+    example = yaml.safe_load((EXAMPLES / "llama-3_fft-8b-liger-fsdp.yaml").read_text())
+    ours = yaml.safe_load((paths.RECIPES / "model" / "_liger.yaml").read_text())["axolotl"]
+    theirs = {k: v for k, v in example.items() if k == "plugins" or k.startswith("liger_")}
+    assert ours == theirs
+
+
+
+def test_model_options_load_liger_exactly_for_the_families_it_patches():
+    """A model option includes _liger when the installed liger-kernel patches its family and
+    Axolotl does not declare Liger unsupported for it; never otherwise."""
+    from axolotl.model_support import Unsupported, get_model_support, resolve_model_support
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    from tunebook import families
+
+    for option in compose.group_options("model"):
+        data = yaml.safe_load((paths.RECIPES / "model" / f"{option}.yaml").read_text())
+        model_type = families.get(data["meta"]["model"]["family"]).model_type
+        support = get_model_support(model_type)
+        refused = support is not None and isinstance(
+            resolve_model_support(support).capabilities.get("liger"), Unsupported)
+        patched = model_type in MODEL_TYPE_TO_APPLY_LIGER_FN and not refused
+        assert ("_liger" in data.get("defaults", [])) == patched, f"model/{option}.yaml"
