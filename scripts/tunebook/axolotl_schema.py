@@ -151,7 +151,42 @@ def packing_attention() -> frozenset[str]:
 
 
 def plugin_keys(plugins: list[str]) -> frozenset[str]:
-    """Keys that ``plugins:`` add to the schema (Liger, cut cross-entropy, ...)."""
+    """Keys that ``plugins:`` add to the schema (Liger, cut cross-entropy, ...).
+
+    Axolotl's own plugins (``axolotl.integrations.*``) are indexed like the schema, in
+    ``.cache/axolotl-keys/``, under the schema fingerprint plus one of the ``integrations``
+    package and the plugin list: every tunebook model family loads Liger, and a cache hit keeps
+    ``validate`` and the parent of ``train`` free of the Axolotl import."""
+    return _plugin_keys(tuple(plugins))
+
+
+@functools.cache
+def _plugin_keys(plugins: tuple[str, ...]) -> frozenset[str]:
+    if not all(p.startswith("axolotl.integrations.") for p in plugins):
+        return _read_plugin_keys(list(plugins))  # another package's plugin: ask it every time
+    spec = importlib.util.find_spec("axolotl")
+    assert spec is not None and spec.submodule_search_locations  # fingerprint() checked it
+    integrations = Path(next(iter(spec.submodule_search_locations))) / "integrations"
+    h = hashlib.sha256("\n".join(plugins).encode())
+    for f in sorted(integrations.rglob("*.py")):
+        st = f.stat()
+        h.update(f"{f.relative_to(integrations)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    cache = paths.CACHE / "axolotl-keys" / f"{fingerprint()}-plugins-{h.hexdigest()[:16]}.json"
+    try:
+        return axolotl_keys() | frozenset(json.loads(cache.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass  # not indexed yet, or unreadable: ask Axolotl and keep the answer
+    keys = _read_plugin_keys(list(plugins))
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(keys - axolotl_keys()), indent=0) + "\n",
+                       encoding="utf-8")
+        tmp.replace(cache)
+    return keys
+
+
+def _read_plugin_keys(plugins: list[str]) -> frozenset[str]:
     from axolotl.integrations.config import merge_input_args
     from axolotl.utils.config import prepare_plugins
     from axolotl.utils.dict import DictDefault

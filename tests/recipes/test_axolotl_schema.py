@@ -124,3 +124,28 @@ def test_validate_config_checks_plugin_keys_in_a_fresh_process():
                          timeout=600).stdout
     assert "kept True" in out, out
     assert "refused x: Axolotl rejects the config" in out and "fused_linear_cross_entropy" in out
+
+
+def test_plugin_keys_are_indexed_beside_the_schema(tmp_path, monkeypatch):
+    """Every model family loads Liger, so its keys are cached like the schema's: a hit answers
+    without importing Axolotl (validate and the parent of train stay import-free)."""
+    from tunebook import paths
+
+    liger = ["axolotl.integrations.liger.LigerPlugin"]
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    axolotl_schema._key_index.cache_clear()
+    axolotl_schema._plugin_keys.cache_clear()
+    try:
+        keys = axolotl_schema.plugin_keys(liger)
+        assert {"liger_rope", "liger_fused_linear_cross_entropy"} <= keys
+        assert axolotl_schema.axolotl_keys() <= keys
+        (index,) = (tmp_path / "axolotl-keys").glob("*-plugins-*.json")
+        assert index.name.startswith(axolotl_schema.fingerprint())
+        assert "liger_rope" in json.loads(index.read_text()) and "lora_r" not in index.read_text()
+        index.write_text('["liger_only_in_cache"]', encoding="utf-8")
+        axolotl_schema._plugin_keys.cache_clear()
+        hit = axolotl_schema.plugin_keys(liger)
+        assert "liger_only_in_cache" in hit and "liger_rope" not in hit  # the index was used
+    finally:
+        axolotl_schema._key_index.cache_clear()
+        axolotl_schema._plugin_keys.cache_clear()
