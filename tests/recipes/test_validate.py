@@ -101,13 +101,14 @@ def test_a_warning_answered_by_a_why_comment_is_kept_quiet(scratch_root):
         return r.err
 
     err = validate()
-    assert "note: recipes/tiny-lora-triage.yaml: axolotl.learning_rate" in err
+    assert "note: recipes/profile/tiny-lora.yaml: axolotl.learning_rate" in err  # set there
     assert "warning:" not in err
-    recipe = scratch_root / "recipes" / "tiny-lora-triage.yaml"
-    text = recipe.read_text(encoding="utf-8")
-    recipe.write_text(text.replace("3.0e-3             # why:", "3.0e-3             #"),
-                      encoding="utf-8")
-    assert "warning: recipes/tiny-lora-triage.yaml: axolotl.learning_rate" in validate()
+    profile = scratch_root / "recipes" / "profile" / "tiny-lora.yaml"
+    text = profile.read_text(encoding="utf-8")
+    assert "3.0e-3             # why:" in text
+    profile.write_text(text.replace("3.0e-3             # why:", "3.0e-3             #"),
+                       encoding="utf-8")
+    assert "warning: recipes/profile/tiny-lora.yaml: axolotl.learning_rate" in validate()
 
 
 def test_dpo_needs_preference_data():
