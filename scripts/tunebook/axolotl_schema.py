@@ -5,7 +5,8 @@ checks the ``axolotl:`` section against the models' field names and aliases firs
 Axolotl's own ``validate_config``.
 
 Importing Axolotl costs 4-7 s, which ``tunebook train`` should not pay twice (its training
-process imports Axolotl anyway). So the key sets are cached in ``.cache/axolotl-keys/``, under a
+process imports Axolotl anyway). So the key sets (and the attention backends that keep packed
+samples apart, for ``tunebook.validate``) are cached in ``.cache/axolotl-keys/``, under a
 fingerprint of the installed Axolotl (its version and the size and mtime of every file of its
 ``utils/schemas`` package) and of this module: an upgraded, edited or reinstalled Axolotl gets a
 fresh index, a cache hit never imports Axolotl. ``run_validate_config`` always needs the import.
@@ -30,6 +31,8 @@ from tunebook.errors import UserError, did_you_mean
 
 # Keys whose list entries are dataset configs, checked against Axolotl's dataset models.
 DATASET_LISTS = ("datasets", "test_datasets")
+# What the cached index holds: config keys, dataset-entry keys, packing-safe attention backends.
+INDEX_KEYS = ("config", "datasets", "packing_attention")
 
 
 def _names(model: type) -> set[str]:
@@ -84,11 +87,19 @@ def _models_in(annotation: Any) -> set[type]:
 
 
 def _read_schema() -> dict[str, list[str]]:
-    """Both key sets, read from the imported schema models."""
+    """Both key sets and the packing-safe attention backends, read from the imported schema."""
+    from axolotl.utils.schemas import enums
+
     dataset: set[str] = set()
     for model in _models()["datasets"]:
         dataset |= _names(model)
-    return {"config": sorted(_names(_models()["config"])), "datasets": sorted(dataset)}
+    config = _models()["config"]
+    # Axolotl's own ``attn_decontaminates_packing``, asked for every backend it names.
+    backends = enums.CANONICAL_ATTN_IMPLS | enums.ATTN_IMPLS_SUPPORTING_PACKING
+    packing = sorted(a for a in backends
+                     if config.model_construct(attn_implementation=a).attn_decontaminates_packing)
+    return {"config": sorted(_names(config)), "datasets": sorted(dataset),
+            "packing_attention": packing}
 
 
 def fingerprint() -> str:
@@ -110,7 +121,7 @@ def _key_index() -> dict[str, frozenset[str]]:
     cache = paths.CACHE / "axolotl-keys" / f"{fingerprint()}.json"
     try:
         data = json.loads(cache.read_text(encoding="utf-8"))
-        return {key: frozenset(data[key]) for key in ("config", "datasets")}
+        return {key: frozenset(data[key]) for key in INDEX_KEYS}
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no index yet, or an unreadable one: read the schema and keep it
     data = _read_schema()
@@ -132,8 +143,50 @@ def dataset_keys() -> frozenset[str]:
     return _key_index()["datasets"]
 
 
+def packing_attention() -> frozenset[str]:
+    """``attn_implementation`` values with which Axolotl keeps packed samples apart (its
+    ``attn_decontaminates_packing``: varlen backends, and sdpa/eager through a block-diagonal
+    mask); with any other backend packed samples attend to each other."""
+    return _key_index()["packing_attention"]
+
+
 def plugin_keys(plugins: list[str]) -> frozenset[str]:
-    """Keys that ``plugins:`` add to the schema (Liger, cut cross-entropy, ...)."""
+    """Keys that ``plugins:`` add to the schema (Liger, cut cross-entropy, ...).
+
+    Axolotl's own plugins (``axolotl.integrations.*``) are indexed like the schema, in
+    ``.cache/axolotl-keys/``, under the schema fingerprint plus one of the ``integrations``
+    package and the plugin list: every tunebook model family loads Liger, and a cache hit keeps
+    ``validate`` and the parent of ``train`` free of the Axolotl import."""
+    return _plugin_keys(tuple(plugins))
+
+
+@functools.cache
+def _plugin_keys(plugins: tuple[str, ...]) -> frozenset[str]:
+    if not all(p.startswith("axolotl.integrations.") for p in plugins):
+        return _read_plugin_keys(list(plugins))  # another package's plugin: ask it every time
+    spec = importlib.util.find_spec("axolotl")
+    assert spec is not None and spec.submodule_search_locations  # fingerprint() checked it
+    integrations = Path(next(iter(spec.submodule_search_locations))) / "integrations"
+    h = hashlib.sha256("\n".join(plugins).encode())
+    for f in sorted(integrations.rglob("*.py")):
+        st = f.stat()
+        h.update(f"{f.relative_to(integrations)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    cache = paths.CACHE / "axolotl-keys" / f"{fingerprint()}-plugins-{h.hexdigest()[:16]}.json"
+    try:
+        return axolotl_keys() | frozenset(json.loads(cache.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass  # not indexed yet, or unreadable: ask Axolotl and keep the answer
+    keys = _read_plugin_keys(list(plugins))
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(keys - axolotl_keys()), indent=0) + "\n",
+                       encoding="utf-8")
+        tmp.replace(cache)
+    return keys
+
+
+def _read_plugin_keys(plugins: list[str]) -> frozenset[str]:
     from axolotl.integrations.config import merge_input_args
     from axolotl.utils.config import prepare_plugins
     from axolotl.utils.dict import DictDefault
@@ -192,14 +245,22 @@ def rejection(error: Exception) -> str | None:
     return None
 
 
-def run_validate_config(section: dict[str, Any], where: str) -> dict[str, Any]:
-    """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys."""
+def run_validate_config(section: dict[str, Any], where: str,
+                        capabilities: dict[str, Any] | None = None,
+                        env_capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Axolotl's own ``validate_config``; its errors become one ``UserError`` naming the keys.
+    Plugins are registered first, as Axolotl's own config loader does: without that their keys
+    (``liger_*``, ...) would be dropped unchecked. ``capabilities`` (a GPU's, as Axolotl's
+    ``gpu_capabilities()`` reports them) turn on the checks that depend on the device."""
     _models()
-    from axolotl.utils.config import validate_config
+    from axolotl.utils.config import prepare_plugins, validate_config
     from axolotl.utils.dict import DictDefault
 
     try:
-        return dict(validate_config(DictDefault(_plain(section))))
+        if section.get("plugins"):
+            prepare_plugins(DictDefault(_plain(section)))
+        return dict(validate_config(DictDefault(_plain(section)), capabilities=capabilities,
+                                    env_capabilities=env_capabilities))
     except Exception as e:
         message = rejection(e)
         if message is None:

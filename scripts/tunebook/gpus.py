@@ -23,6 +23,7 @@ class GPU:
     price_per_hour: float
     bf16: bool
     flash_attention: bool
+    compute_capability: str | None = None  # sm_<major><minor>, as Axolotl reports it
 
 
 @functools.cache

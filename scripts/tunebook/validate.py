@@ -278,22 +278,40 @@ def sequence_fits_model(r: schema.Recipe) -> Iterator[Finding]:
 
 @rule
 def hardware_supports_kernels(r: schema.Recipe) -> Iterator[Finding]:
-    """FlashAttention-2 and bf16 need Ampere or newer; packing without FA2 cross-contaminates."""
+    """FlashAttention-2 and bf16 need Ampere or newer; packed samples must not see each other.
+
+    Axolotl 0.19.0 keeps packed samples apart with the varlen backends (flash_attention_2, ...)
+    and with sdpa and eager (a block-diagonal mask); with sdpa it routes packed rows through
+    torch's varlen attention (``sdpa_varlen``, on unless set false, torch >= 2.10), which runs
+    FlashAttention-2 kernels and so fails on GPUs without them."""
     gpu = gpus.table().get(r.meta.gpu)
     if gpu is None:
         yield Finding("error", "meta.gpu", f"unknown GPU {r.meta.gpu!r}"
                       f"{did_you_mean(r.meta.gpu, gpus.table())}; see recipes/hardware/gpus.yaml")
         return
     ax = r.axolotl
-    fa2 = ax.get("attn_implementation") == "flash_attention_2" or ax.get("flash_attention")
-    if fa2 and not gpu.flash_attention:
+    attn = ax.get("attn_implementation") or ("flash_attention_2" if ax.get("flash_attention")
+                                             else None)
+    if attn == "flash_attention_2" and not gpu.flash_attention:
         yield Finding("error", "axolotl.attn_implementation",
                       f"FlashAttention-2 does not run on {gpu.name} ({gpu.id}); "
                       "use attn_implementation: sdpa")
-    if ax.get("sample_packing") and not fa2:
-        yield Finding("warning", "axolotl.sample_packing",
-                      "packing without FlashAttention-2 lets packed samples attend to each "
-                      "other on GPU; set attn_implementation: flash_attention_2")
+    if ax.get("sample_packing"):
+        from tunebook import axolotl_schema
+
+        base = str(attn).split(":", 1)[0].split("@", 1)[0]  # a hub kernel's org/name
+        if base not in axolotl_schema.packing_attention():
+            yield Finding("warning", "axolotl.attn_implementation",
+                          f"with sample_packing, Axolotl 0.19.0 does not keep packed samples "
+                          f"apart under {attn!r}: they attend to each other; use sdpa, eager or "
+                          "flash_attention_2")
+        on_gpu = gpu.compute_capability is not None  # on a CPU Axolotl keeps stock SDPA
+        if attn == "sdpa" and on_gpu and not gpu.flash_attention \
+                and ax.get("sdpa_varlen") is not False:
+            yield Finding("error", "axolotl.sdpa_varlen",
+                          f"packed sdpa rows go through torch's varlen FlashAttention-2 kernel, "
+                          f"which {gpu.name} ({gpu.id}) lacks (Ampere or newer); set "
+                          "sdpa_varlen: false (packed rows then use a block-diagonal mask)")
     if ax.get("bf16") is True and not gpu.bf16:
         yield Finding("error", "axolotl.bf16",
                       f"{gpu.name} has no bf16; use bf16: false, fp16: true")

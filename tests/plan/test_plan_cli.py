@@ -69,8 +69,9 @@ def test_bad_gpu_count_is_exit_2():
 def test_prints_packing_efficiency_and_hours_follow_processed_tokens(tmp_path):
     """Unpacked and packed, the same data: packing processes fewer tokens, so fewer hours."""
     plans = {}
-    for name, overrides in (("unpacked", "+axolotl.sample_packing=false"),
-                            ("packed", "+axolotl.sample_packing=true")):
+    for name, overrides in (("unpacked", "axolotl.sample_packing=false "
+                                         "axolotl.eval_sample_packing=false"),
+                            ("packed", "axolotl.sample_packing=true")):
         out = tmp_path / f"{name}.json"
         r = run_tunebook("plan", "--recipe", RECIPE, "--gpu", "rtx4090-24g", "--overrides",
                          overrides, "--json", str(out))

@@ -105,7 +105,8 @@ def test_recipe_lengths_drive_time_and_cost(tmp_path, monkeypatch):
     train = write(tmp_path / "train.jsonl", CHAT * 50)
     cfg["data"]["train"] = cfg["data"]["val"] = str(train)
     ax = cfg["axolotl"]
-    ax.pop("sample_packing", None)
+    for key in ("sample_packing", "eval_sample_packing", "pad_to_sequence_len"):
+        ax.pop(key, None)  # the recipe packs; this part counts the unpacked case
     ax.update(micro_batch_size=2, gradient_accumulation_steps=8, num_epochs=2, evals_per_epoch=1,
               sequence_len=1024)
     ax.pop("eval_steps", None)
@@ -126,6 +127,7 @@ def test_recipe_lengths_drive_time_and_cost(tmp_path, monkeypatch):
     assert t.cost_usd == pytest.approx(t.hours * 0.40)
     # packing the same rows: 100 rows fit one 2 x 1024 bin? 700 tokens do: one micro-batch
     ax["sample_packing"] = True
+    ax["attn_implementation"] = "flash_attention_2"  # one 2 x 1024 row a micro-batch (varlen)
     packed = estimate(cfg, "rtx4090-24g", count=True).time
     assert packed.processed_tokens_per_epoch == 1024 and packed.steps_per_epoch == 1
     assert packed.hours < t.hours

@@ -71,9 +71,15 @@ def test_key_index_is_cached_under_a_fingerprint_and_rebuilt_when_unusable(tmp_p
         assert axolotl_schema.axolotl_keys() == keys  # unreadable: read again and rewritten
         assert json.loads(index.read_text(encoding="utf-8"))["config"] == fresh["config"]
 
+        assert axolotl_schema.packing_attention() == frozenset(fresh["packing_attention"])
         index.write_text(json.dumps({"config": ["a"], "datasets": ["b"]}), encoding="utf-8")
         axolotl_schema._key_index.cache_clear()
+        assert axolotl_schema.axolotl_keys() == keys  # an index from before packing_attention
+        index.write_text(json.dumps({"config": ["a"], "datasets": ["b"],
+                                     "packing_attention": ["c"]}), encoding="utf-8")
+        axolotl_schema._key_index.cache_clear()
         assert axolotl_schema.axolotl_keys() == {"a"}  # a hit is used as is, no import
+        assert axolotl_schema.packing_attention() == {"c"}
     finally:
         axolotl_schema._key_index.cache_clear()
 
@@ -97,3 +103,49 @@ def test_fingerprint_follows_the_installed_schema_files(tmp_path, monkeypatch):
     os.utime(schemas / "config.py", ns=(1, 1))  # same size, another mtime: a reinstall
     assert axolotl_schema.fingerprint() != second
 
+
+
+def test_validate_config_checks_plugin_keys_in_a_fresh_process():
+    """Axolotl merges a plugin's keys into its schema only once the plugin is registered; without
+    that, validate_config drops them unchecked. In a process where nothing registered Liger yet,
+    run_validate_config still keeps (and checks) the liger_* keys."""
+    import subprocess
+    import sys
+
+    code = ("from tunebook import axolotl_schema as a\n"
+            "s = {'base_model': 'x', 'datasets': [{'path': 'd.jsonl', 'type': 'alpaca'}],\n"
+            "     'micro_batch_size': 1, 'gradient_accumulation_steps': 1, 'learning_rate': 1e-4,\n"
+            "     'plugins': ['axolotl.integrations.liger.LigerPlugin'], 'liger_rope': True}\n"
+            "print('kept', a.run_validate_config(s, 'x').get('liger_rope'))\n"
+            "s['liger_use_token_scaling'] = True  # Liger's own rule: needs the fused loss\n"
+            "try:\n    a.run_validate_config(s, 'x')\n"
+            "except Exception as e:\n    print('refused', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600).stdout
+    assert "kept True" in out, out
+    assert "refused x: Axolotl rejects the config" in out and "fused_linear_cross_entropy" in out
+
+
+def test_plugin_keys_are_indexed_beside_the_schema(tmp_path, monkeypatch):
+    """Every model family loads Liger, so its keys are cached like the schema's: a hit answers
+    without importing Axolotl (validate and the parent of train stay import-free)."""
+    from tunebook import paths
+
+    liger = ["axolotl.integrations.liger.LigerPlugin"]
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    axolotl_schema._key_index.cache_clear()
+    axolotl_schema._plugin_keys.cache_clear()
+    try:
+        keys = axolotl_schema.plugin_keys(liger)
+        assert {"liger_rope", "liger_fused_linear_cross_entropy"} <= keys
+        assert axolotl_schema.axolotl_keys() <= keys
+        (index,) = (tmp_path / "axolotl-keys").glob("*-plugins-*.json")
+        assert index.name.startswith(axolotl_schema.fingerprint())
+        assert "liger_rope" in json.loads(index.read_text()) and "lora_r" not in index.read_text()
+        index.write_text('["liger_only_in_cache"]', encoding="utf-8")
+        axolotl_schema._plugin_keys.cache_clear()
+        hit = axolotl_schema.plugin_keys(liger)
+        assert "liger_only_in_cache" in hit and "liger_rope" not in hit  # the index was used
+    finally:
+        axolotl_schema._key_index.cache_clear()
+        axolotl_schema._plugin_keys.cache_clear()

@@ -101,13 +101,14 @@ def test_a_warning_answered_by_a_why_comment_is_kept_quiet(scratch_root):
         return r.err
 
     err = validate()
-    assert "note: recipes/tiny-lora-triage.yaml: axolotl.learning_rate" in err
+    assert "note: recipes/profile/tiny-lora.yaml: axolotl.learning_rate" in err  # set there
     assert "warning:" not in err
-    recipe = scratch_root / "recipes" / "tiny-lora-triage.yaml"
-    text = recipe.read_text(encoding="utf-8")
-    recipe.write_text(text.replace("3.0e-3             # why:", "3.0e-3             #"),
-                      encoding="utf-8")
-    assert "warning: recipes/tiny-lora-triage.yaml: axolotl.learning_rate" in validate()
+    profile = scratch_root / "recipes" / "profile" / "tiny-lora.yaml"
+    text = profile.read_text(encoding="utf-8")
+    assert "3.0e-3             # why:" in text
+    profile.write_text(text.replace("3.0e-3             # why:", "3.0e-3             #"),
+                       encoding="utf-8")
+    assert "warning: recipes/profile/tiny-lora.yaml: axolotl.learning_rate" in validate()
 
 
 def test_dpo_needs_preference_data():
@@ -125,13 +126,52 @@ def test_sequence_len_within_model_positions():
 
 
 def test_flash_attention_on_hardware_without_it():
-    msg = _error(QLORA, "meta.gpu=t4-16g")
-    assert "FlashAttention-2" in msg and "T4" in msg
+    msg = _error(QLORA, "meta.gpu=t4-16g axolotl.attn_implementation=flash_attention_2")
+    assert "FlashAttention-2 does not run" in msg and "T4" in msg
 
 
-def test_packing_without_flash_attention_is_flagged():
-    warnings = _warnings(QLORA, "+axolotl.sample_packing=true axolotl.attn_implementation=sdpa")
-    assert any("sample_packing" in w for w in warnings)
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "flash_attention_2"])
+def test_packing_with_an_attention_that_isolates_samples_is_quiet(attn):
+    """Axolotl 0.19.0 keeps packed samples apart with sdpa and eager too (block-diagonal mask)."""
+    result = validate_recipe(QLORA, f"axolotl.attn_implementation={attn}", deep=False)
+    assert result.config["axolotl"]["sample_packing"] is True
+    assert result.warnings == [] and result.acknowledged == []
+
+
+def test_packing_with_an_attention_that_mixes_samples_is_flagged():
+    """A backend outside Axolotl's packing-safe set (here fp8) lets packed samples see each
+    other: a warning on the attention key, which the group's `# why:` does not silence."""
+    warnings = _warnings(QLORA, "axolotl.attn_implementation=fp8")
+    assert any("axolotl.attn_implementation" in w and "attend to each other" in w
+               for w in warnings), warnings
+    off = validate_recipe(QLORA, "axolotl.attn_implementation=fp8 axolotl.sample_packing=false "
+                          "axolotl.eval_sample_packing=false", deep=False)
+    assert not any(w.key == "axolotl.attn_implementation" for w in off.warnings)
+
+
+def test_packing_safe_backends_are_axolotls_own():
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+
+    from tunebook import axolotl_schema
+
+    safe = axolotl_schema.packing_attention()
+    assert {"sdpa", "eager", "flash_attention_2"} <= safe and "fp8" not in safe
+    for attn in ("sdpa", "eager", "fp8", "flex_attention"):
+        probe = AxolotlInputConfig.model_construct(attn_implementation=attn)
+        assert (attn in safe) == probe.attn_decontaminates_packing, attn
+
+
+def test_packed_sdpa_on_a_gpu_without_flash_kernels_needs_varlen_off():
+    """Packed sdpa rows run torch's varlen FlashAttention-2 kernel unless sdpa_varlen is false:
+    the T4 recipes set it false; dropping that line, or a CPU run, is told apart."""
+    t4 = "qwen1.5b-lora-support"
+    assert validate_recipe(t4, deep=False).config["axolotl"]["sdpa_varlen"] is False
+    for override in ("~axolotl.sdpa_varlen", "axolotl.sdpa_varlen=true"):
+        msg = _error(t4, override)
+        assert "axolotl.sdpa_varlen" in msg and "T4" in msg and "sdpa_varlen: false" in msg
+    assert validate_recipe(QLORA, "+axolotl.sdpa_varlen=true", deep=False).warnings == []
+    cpu = validate_recipe(t4, "~axolotl.sdpa_varlen meta.gpu=cpu axolotl.fp16=false", deep=False)
+    assert cpu.config["axolotl"]["sample_packing"] is True
 
 
 def test_bf16_on_hardware_without_it():
