@@ -91,7 +91,8 @@ def pins(path: Path) -> dict[str, str]:
     return out
 
 
-def _uv(uv: str, args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+def _uv(uv: str, args: list[str], cwd: Path,
+        stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([uv, *args], cwd=cwd, capture_output=True, text=True, input=stdin)
 
 
@@ -173,8 +174,8 @@ def staleness(uv: str, root: Path) -> list[str]:
                     + [f"  {n} {old[n]} -> {new[n]}" for n in sorted(old.keys() & new.keys())
                        if old[n] != new[n]])
             if diff:
-                problems.append(f"{lock.path}: stale against pyproject.toml (run `make lock-env`):\n"
-                                + "\n".join("    " + d for d in diff))
+                problems.append(f"{lock.path}: stale against pyproject.toml "
+                                f"(run `make lock-env`):\n" + "\n".join("    " + d for d in diff))
     return problems
 
 
@@ -183,7 +184,8 @@ def check(uv: str, root: Path, only: list[Path] | None) -> list[str]:
     paths = only or [root / lock.path for lock in LOCKS]
     for path in paths:
         if not path.is_file():
-            raise BadInput(f"{_show(path, root)}: no such lock file (make lock-env writes the locks)")
+            raise BadInput(f"{_show(path, root)}: no such lock file "
+                           f"(make lock-env writes the locks)")
     problems = [p for p in (resolves(uv, root, path, python) for path in paths) if p]
     if only is None:
         problems += staleness(uv, root)

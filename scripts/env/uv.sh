@@ -15,8 +15,12 @@ command -v uv && exit 0
 boot=.cache/bootstrap
 if [[ ! -x "$boot/bin/uv" ]]; then
   echo "uv: not on PATH; installing the pinned uv into $boot (from requirements-bootstrap.lock)" >&2
-  "${PYTHON:-python3.11}" -m venv "$boot" >&2 \
-    && "$boot/bin/pip" install -q --require-hashes -r requirements-bootstrap.lock >&2 \
-    || { echo "uv: could not install uv into $boot" >&2; rm -rf "$boot"; exit 1; }
+  if ! { "${PYTHON:-python3.11}" -m venv "$boot" \
+         && "$boot/bin/pip" install -q --require-hashes -r requirements-bootstrap.lock; } >&2
+  then
+    echo "uv: could not install uv into $boot" >&2
+    rm -rf "$boot"
+    exit 1
+  fi
 fi
 echo "$PWD/$boot/bin/uv"

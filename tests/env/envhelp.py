@@ -57,8 +57,9 @@ def make_wheel(dest: Path, name: str, version: str, requires: tuple[str, ...] = 
 
 def fake_index(dest: Path) -> Path:
     """The index the fake project resolves against: torch 2.13.0 needs triton 3.7.1 (as the
-    real CUDA wheel does) while triton 3.9.0 also exists (for other torch releases); a gpu-extra package; a `uv` whose
-    script runs the real uv (so the bootstrap path can be exercised offline)."""
+    real CUDA wheel does) while triton 3.9.0 also exists (for other torch releases); a
+    gpu-extra package; a `uv` whose script runs the real uv (so the bootstrap path can be
+    exercised offline)."""
     make_wheel(dest, "torch", "2.13.0", ("triton==3.7.1",))
     make_wheel(dest, "torch", "2.12.0", ("triton==3.9.0",))
     make_wheel(dest, "torch", "2.14.0", ("triton==3.9.0",))
