@@ -12,16 +12,22 @@ venv=${VENV:-.venv}
 [[ "${INSTALLER:-uv}" == pip ]] && export UV=none
 start=$SECONDS
 [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3.11}" -m venv "$venv"
+# Bytecode: Python writes it itself the first time a module is imported, so by default setup
+# leaves it to Python (uv's default too; compiling all ~47,000 files of the venv takes minutes
+# on 2 cores). Where PYTHONDONTWRITEBYTECODE is set nothing would ever be cached and every
+# process would compile torch and transformers again, so there setup compiles it all now.
+bytecode=() why=""
+if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then
+  bytecode=(--compile-bytecode) why=", compiling bytecode (PYTHONDONTWRITEBYTECODE is set)"
+fi
 if uv=$(scripts/env/uv.sh); then
-  echo "setup: uv ($("$uv" --version)) installs $lock into $venv, hash-checked"
-  # --compile-bytecode: what pip does by default; without it every process would compile
-  # torch and transformers again wherever PYTHONDONTWRITEBYTECODE is set.
-  "$uv" pip install -q --python "$venv/bin/python" --require-hashes --compile-bytecode -r "$lock"
+  echo "setup: uv ($("$uv" --version)) installs $lock into $venv, hash-checked$why"
+  "$uv" pip install -q --python "$venv/bin/python" --require-hashes "${bytecode[@]}" -r "$lock"
   "$uv" pip install -q --python "$venv/bin/python" --no-deps --no-build-isolation -e .
   installer=uv
 else
   echo "setup: plain pip ($("$venv/bin/python" -m pip --version | cut -d' ' -f1-2)) installs" \
-       "$lock into $venv, hash-checked (uv could not be had)"
+       "$lock into $venv, hash-checked, compiling bytecode (uv could not be had)"
   "$venv/bin/python" -m pip install -q --require-hashes -r "$lock"
   "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
   installer=pip

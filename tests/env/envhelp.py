@@ -140,7 +140,8 @@ def fake_project(tmp: Path) -> Path:
 
 def offline_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The environment that keeps uv and pip on the fake index and off every network."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("UV_", "PIP_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update({
         "UV": str(UV), "UV_OFFLINE": "1", "UV_NO_INDEX": "1",
         "UV_FIND_LINKS": str(tmp / "wheels"), "UV_CACHE_DIR": str(tmp / "uv-cache"),

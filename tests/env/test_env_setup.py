@@ -57,6 +57,23 @@ def test_setup_installs_the_lock_with_uv_and_a_second_run_is_a_no_op(project):
     assert again.stdout.strip() == "make: Nothing to be done for 'setup'."
 
 
+def pycs(proj: Path, package: str) -> list[Path]:
+    site = next((proj / ".venv/lib").glob("python3*/site-packages"))
+    return list((site / package).rglob("*.pyc"))
+
+
+def test_bytecode_is_left_to_python_unless_it_may_not_write_any(project):
+    proj, env = project
+    lazy = make(proj, env, "setup")
+    assert lazy.returncode == 0 and "compiling bytecode" not in lazy.stdout
+    assert pycs(proj, "torch") == []
+    shutil.rmtree(proj / ".venv")
+    eager = make(proj, {**env, "PYTHONDONTWRITEBYTECODE": "1"}, "setup")
+    assert eager.returncode == 0, eager.stderr
+    assert "compiling bytecode (PYTHONDONTWRITEBYTECODE is set)" in eager.stdout
+    assert [p.name for p in pycs(proj, "torch")] == ["__init__.cpython-311.pyc"]
+
+
 def test_setup_gpu_adds_the_gpu_extra_then_setup_stays_a_no_op(project):
     proj, env = project
     assert make(proj, env, "setup").returncode == 0
@@ -82,7 +99,8 @@ def test_plain_pip_fallback_says_so_and_checks_hashes(project):
     done = make(proj, {**env, "INSTALLER": "pip"}, "setup")
     assert done.returncode == 0, done.stderr
     assert re.search(r"setup: plain pip \(pip [0-9.]+\) installs requirements.lock into .venv, "
-                     r"hash-checked \(uv could not be had\)", done.stdout), done.stdout
+                     r"hash-checked, compiling bytecode \(uv could not be had\)", done.stdout), \
+        done.stdout
     assert "setup: done with pip in" in done.stdout
     assert installed(proj)["triton"] == "3.7.1"
 
