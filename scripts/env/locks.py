@@ -50,10 +50,10 @@ LOCKS = (
          "make setup-gpu (and make setup where nvidia-smi finds a GPU): the same pins "
          "plus the gpu extra"),
 )
-# uv alone, at the version requirements.lock pins: what scripts/env/uv.sh installs with pip
-# when no uv is on PATH. No platform: pip installs it on whatever machine builds the venv.
-BOOTSTRAP = Lock("requirements-bootstrap.lock", (), "requirements.lock",
-                 "uv for scripts/env/uv.sh")
+# uv alone: what scripts/env/uv.sh installs with pip when no uv is on PATH. No platform: pip
+# installs it on whatever machine builds the venv. Its pin moves only when this file's does
+# (uv keeps the versions of an existing output file), e.g. after deleting it.
+BOOTSTRAP = Lock("requirements-bootstrap.lock", (), None, "uv for scripts/env/uv.sh")
 HEADER = "make lock-env"
 
 

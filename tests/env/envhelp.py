@@ -11,14 +11,23 @@ import base64
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_SCRIPTS = ROOT / "scripts" / "env"
-# The uv of the environment running the tests (the dev extra pins it).
-UV = Path(sys.executable).with_name("uv")
+
+
+def find_uv() -> Path:
+    """The uv make setup used: on PATH, or bootstrapped into .cache/bootstrap (uv.sh)."""
+    done = subprocess.run([str(ENV_SCRIPTS / "uv.sh")], capture_output=True, text=True,
+                          check=True)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+UV = find_uv()
 
 
 def sha256(path: Path) -> str:
@@ -120,7 +129,7 @@ requires-python = ">=3.11,<3.12"
 dependencies = ["torch==2.13.0"]
 
 [project.optional-dependencies]
-dev = ["uv"]
+dev = ["hjson"]
 gpu = ["deepspeed"]
 """
 

@@ -38,8 +38,8 @@ def test_compile_writes_hashed_locks_for_each_extra(locked):
     proj, _ = locked
     base = locks.pins(proj / "requirements.lock")
     gpu = locks.pins(proj / "requirements-gpu.lock")
-    assert base == {"torch": "2.13.0", "triton": "3.7.1", "uv": "0.13.9"}
-    assert gpu == {**base, "deepspeed": "0.18.9", "hjson": "3.1.0"}
+    assert base == {"torch": "2.13.0", "triton": "3.7.1", "hjson": "3.1.0"}
+    assert gpu == {**base, "deepspeed": "0.18.9"}
     assert locks.pins(proj / "requirements-bootstrap.lock") == {"uv": "0.13.9"}
     text = (proj / "requirements.lock").read_text()
     assert text.count("--hash=sha256:") == 3
@@ -116,6 +116,8 @@ def test_gpu_lock_is_the_base_lock_plus_the_gpu_extra():
     assert "deepspeed" in gpu and "deepspeed" not in base
 
 
-def test_bootstrap_uv_is_the_uv_the_lock_pins():
-    assert locks.pins(ROOT / "requirements-bootstrap.lock") == {
-        "uv": locks.pins(ROOT / "requirements.lock")["uv"]}
+def test_bootstrap_lock_pins_uv_alone_with_hashes():
+    text = (ROOT / "requirements-bootstrap.lock").read_text()
+    assert list(locks.pins(ROOT / "requirements-bootstrap.lock")) == ["uv"]
+    assert "--hash=sha256:" in text
+    assert "uv" not in locks.pins(ROOT / "requirements.lock")  # pip must manage without it

@@ -135,6 +135,31 @@ def test_uv_absent_is_bootstrapped_from_its_hash_pinned_lock(project):
     assert f"uv=={locks.pins(proj / 'requirements-bootstrap.lock')['uv']}" in boot.stdout
 
 
+def test_uv_that_cannot_be_installed_falls_back_to_plain_pip(project, tmp_path):
+    proj, env = project
+    for wheel in (tmp_path / "wheels").glob("uv-*.whl"):
+        wheel.unlink()  # the bootstrap lock's uv is nowhere to be had
+    env = {k: v for k, v in env.items() if k != "UV"} | {"PATH": "/usr/bin:/bin"}
+    done = make(proj, env, "setup")
+    assert done.returncode == 0, done.stderr
+    assert "uv: could not install uv into .cache/bootstrap" in done.stderr
+    assert "setup: plain pip (" in done.stdout and "setup: done with pip" in done.stdout
+    assert installed(proj)["torch"] == "2.13.0"
+
+
+def test_setup_adds_the_gpu_extra_where_nvidia_smi_lists_a_gpu(project, tmp_path):
+    proj, env = project
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    smi = bin_ / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+    smi.chmod(0o755)
+    done = make(proj, env | {"PATH": f"{bin_}:{env['PATH']}"}, "setup")
+    assert done.returncode == 0, done.stderr
+    assert "installs requirements-gpu.lock" in done.stdout
+    assert installed(proj)["deepspeed"] == "0.18.9"
+
+
 def test_a_missing_lock_is_bad_input(project):
     proj, env = project
     (proj / "requirements.lock").unlink()
