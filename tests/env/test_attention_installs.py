@@ -58,7 +58,7 @@ def locked(root: Path) -> set[str]:
     names = set()
     for lock in LOCKS:
         for line in (root / lock).read_text().splitlines():
-            m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
+            m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==", line)
             if m:
                 names.add(re.sub(r"[-_.]+", "-", m.group(1)).lower())
     return names
@@ -122,7 +122,7 @@ def fake_repo(tmp: Path, recipes: dict[str, str | None], lock_pins: list[str]) -
 def test_missing_names_each_recipe_and_its_package(tmp_path):
     root = fake_repo(tmp_path, {"a-sdpa": "sdpa", "b-fa2": "flash_attention_2", "c-none": None,
                                 "d-hub": "kernels-community/flash-attn3", "e-xf": "xformers"},
-                     ["torch==2.13.0", "xformers==0.0.35", "kernels==0.16.2"])
+                     ["torch==2.13.0", "xformers[fa]==0.0.35", "kernels==0.16.2"])
     assert missing(root) == [
         "b-fa2: attn_implementation flash_attention_2 needs flash-attn, which neither "
         "requirements.lock nor requirements-gpu.lock installs",
