@@ -99,10 +99,7 @@ def _uv(uv: str, args: list[str], cwd: Path,
 def compile_lock(uv: str, root: Path, lock: Lock, out: Path, constraint: Path | None) -> None:
     """Resolve `lock` from root's pyproject.toml into `out`; pins already in `out` are kept
     where they still fit (uv prefers the versions of an existing output file)."""
-    # --no-strip-extras: pip's hash-checking mode refuses `typepy[datetime]` asked for by a
-    # dependency unless the lock pins it with its extras (the plain-pip fallback needs that).
-    common = ["--generate-hashes", "--no-strip-extras", "--quiet",
-              "--custom-compile-command", HEADER, "-o", str(out)]
+    common = ["--generate-hashes", "--quiet", "--custom-compile-command", HEADER, "-o", str(out)]
     if constraint is not None:
         common += ["-c", str(constraint)]
     if lock is BOOTSTRAP:

@@ -28,7 +28,9 @@ if uv=$(scripts/env/uv.sh); then
 else
   echo "setup: plain pip ($("$venv/bin/python" -m pip --version | cut -d' ' -f1-2)) installs" \
        "$lock into $venv, hash-checked, compiling bytecode (uv could not be had)"
-  "$venv/bin/python" -m pip install -q --require-hashes -r "$lock"
+  # --no-deps: the lock is the whole resolved set; pip's hash-checking mode would otherwise
+  # refuse each dependency's own range (fsspec>=2023.12.0 from adlfs) as "not pinned with ==".
+  "$venv/bin/python" -m pip install -q --require-hashes --no-deps -r "$lock"
   "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
   installer=pip
 fi
