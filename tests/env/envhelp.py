@@ -149,8 +149,11 @@ def fake_project(tmp: Path) -> Path:
 
 def offline_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The environment that keeps uv and pip on the fake index and off every network."""
+    # Not the outer make's variables either (make test runs this): MAKELEVEL would turn
+    # "make:" into "make[1]:" and MAKEFLAGS would hand over its jobserver.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("UV_", "PIP_")) and k != "PYTHONDONTWRITEBYTECODE"}
+           if not k.startswith(("UV_", "PIP_")) and k not in
+           {"PYTHONDONTWRITEBYTECODE", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     env.update({
         "UV": str(UV), "UV_OFFLINE": "1", "UV_NO_INDEX": "1",
         "UV_FIND_LINKS": str(tmp / "wheels"), "UV_CACHE_DIR": str(tmp / "uv-cache"),
