@@ -6,31 +6,47 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 TB := $(VENV)/bin/tunebook
+# The locks (scripts/env/locks.py says what each holds); setup installs one into $(VENV).
+LOCK := requirements.lock
+GPU_LOCK := requirements-gpu.lock
 STAMP := $(VENV)/.tunebook-installed
+GPU_STAMP := $(VENV)/.tunebook-gpu-installed
+# make setup adds the gpu extra where nvidia-smi lists a GPU.
+HAS_GPU = $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo 1)
+ENV_SCRIPTS := scripts/env/setup.sh scripts/env/uv.sh
 
 # Recipe selection shared by every target that composes a recipe.
 R = $(if $(RECIPE),--recipe '$(RECIPE)') $(if $(OVERRIDES),--overrides '$(OVERRIDES)')
 opt = $(if $($(1)),--$(2) '$($(1))')
 flag = $(if $(filter 1 true yes,$($(1))),--$(2))
 
-.PHONY: help setup setup-system lock-env list show validate render lock lock-check diff \
-        pr-summary catalog data-check convert split new-task plan baseline train smoke smoke-all \
-        eval gate report review review-score merge demo sbatch runs ui register sweep test \
-        test-fast lint bench bench-validate bench-data bench-plan bench-train clean
+.PHONY: help setup setup-gpu setup-system lock-env lock-check-env list show validate render \
+        lock lock-check diff pr-summary catalog data-check convert split new-task plan baseline \
+        train smoke smoke-all eval gate report review review-score merge demo sbatch runs ui \
+        register sweep test test-fast lint bench bench-validate bench-data bench-plan \
+        bench-train clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## create .venv with the pinned stack (requirements.lock); idempotent
+setup: $(if $(HAS_GPU),$(GPU_STAMP),$(STAMP)) ## create .venv from the lock with uv, hash-checked (+ gpu extra on a GPU machine); idempotent
 
-$(STAMP): requirements.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r requirements.lock && $(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . && touch $@
+setup-gpu: $(GPU_STAMP) ## setup plus the gpu extra (DeepSpeed) from requirements-gpu.lock
 
 setup-system: ## Debian packages the tests need: chromium, slurm-wlm, munge, shellcheck (root; idempotent)
 	scripts/ci/setup-system.sh
 
-lock-env: ## re-resolve the pinned stack from pyproject.toml into requirements.lock
-	scripts/lock-env.sh
+$(STAMP): $(LOCK) pyproject.toml $(ENV_SCRIPTS)
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/env/setup.sh $(LOCK) && touch $@
+
+$(GPU_STAMP): $(GPU_LOCK) pyproject.toml $(ENV_SCRIPTS)
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/env/setup.sh $(GPU_LOCK) && touch $@ $(STAMP)
+
+lock-env: ## re-resolve every lock from pyproject.toml for Linux x86_64 (uv, with hashes)
+	PYTHON=$(PYTHON) $(PYTHON) scripts/env/locks.py compile
+
+lock-check-env: ## fail (exit 1) naming a lock that does not resolve for Linux x86_64 or is stale
+	PYTHON=$(PYTHON) $(PYTHON) scripts/env/locks.py check
 
 list: setup ## table of recipes: name, model, method, task, status, est. peak VRAM
 	@$(TB) list
@@ -129,7 +145,7 @@ test-fast: setup ## tier 1 only: no training
 	$(VENV)/bin/python -m pytest -n 2 -m "not smoke and not slow"
 
 lint: setup ## ruff + yamllint + shellcheck + actionlint
-	$(VENV)/bin/ruff check scripts tests && $(VENV)/bin/yamllint -s recipes eval-suites data-templates .github && $(VENV)/bin/shellcheck .ci/run scripts/*.sh scripts/ci/*.sh && $(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
+	$(VENV)/bin/ruff check scripts tests && $(VENV)/bin/yamllint -s recipes eval-suites data-templates .github && $(VENV)/bin/shellcheck .ci/run scripts/env/*.sh scripts/ci/*.sh && $(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
 
 bench: bench-validate bench-data bench-plan bench-train ## every benchmark
 
