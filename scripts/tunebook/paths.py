@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -39,3 +40,9 @@ def rel(path: Path | str) -> str:
         return str(p.relative_to(ROOT))
     except ValueError:
         return str(p)
+
+
+def sha256(path: Path | str) -> str:
+    """The hex sha256 of a file's bytes, read in blocks (data files can be gigabytes)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -153,7 +153,7 @@ def build_spec(config: dict[str, Any], tokenizer: Any, tm: Any | None = None) ->
         cfg = _suite_config(tm, over["task"])
         versions[over["task"]] = str((cfg.get("metadata") or {}).get("version", "none"))
         for p in over["dataset_kwargs"]["data_files"].values():
-            data[paths.rel(p)] = file_sha(Path(p))
+            data[paths.rel(p)] = paths.sha256(p)
     code = hashlib.sha256()
     suite_dirs = [Path(tm.task_index[over["task"]]["yaml_path"]).parent for over in overrides]
     for suite_dir in [*suite_dirs, paths.EVAL_SUITES / KIND_TEMPLATES]:
@@ -191,13 +191,6 @@ def _code_bytes(file: Path) -> bytes:
     return file.read_bytes()
 
 
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def model_id(model: str) -> dict[str, Any]:
     """What identifies a base model: a local dir by its config and weights, a hub id by name."""
@@ -208,7 +201,7 @@ def model_id(model: str) -> dict[str, Any]:
     for f in sorted(p.iterdir()):
         if f.is_file() and (f.suffix in (".safetensors", ".bin") or f.name == "config.json"):
             h.update(f.name.encode())
-            h.update(file_sha(f).encode() if f.stat().st_size <= HASH_LIMIT
+            h.update(paths.sha256(f).encode() if f.stat().st_size <= HASH_LIMIT
                      else str(f.stat().st_size).encode())
     return {"name": paths.rel(p.resolve()), "sha": h.hexdigest()[:16]}
 

@@ -39,7 +39,7 @@ def prepared_path(axolotl: dict[str, Any]) -> Path:
             for f in files:
                 if f.is_file():
                     h.update(f.name.encode())
-                    h.update(_file_digest(f))
+                    h.update(bytes.fromhex(paths.sha256(f)))
     base = str(axolotl.get("tokenizer_config") or axolotl.get("base_model") or "")
     base_dir = Path(base) if Path(base).is_absolute() else paths.ROOT / base
     h.update(base.encode() if not base_dir.is_dir() else b"")
@@ -48,13 +48,6 @@ def prepared_path(axolotl: dict[str, Any]) -> Path:
             f = base_dir / name
             if f.is_file():
                 h.update(name.encode())
-                h.update(_file_digest(f))
+                h.update(bytes.fromhex(paths.sha256(f)))
     return paths.CACHE / "prepared" / h.hexdigest()[:16]
 
-
-def _file_digest(path: Path) -> bytes:
-    d = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            d.update(block)
-    return d.digest()

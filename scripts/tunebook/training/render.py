@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -105,16 +104,8 @@ def build_manifest(validated: Validated, run: RunDir) -> dict[str, Any]:
     })
 
 
-
-
 def sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return paths.sha256(path) if path.is_file() else None
 
 
 def git_state() -> dict[str, Any]:
