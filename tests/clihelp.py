@@ -3,6 +3,7 @@ that no test folder's own helpers shadow, unlike `conftest`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNEBOOK = Path(sys.executable).parent / "tunebook"
 
 OFFLINE_ENV = env.OFFLINE  # what every tunebook process sets for itself, set for the tests too
+
+
+def load_script(path: Path, name: str | None = None):
+    """Import a script that is not in a package (scripts/bench/*.py, a suite's utils.py) by
+    path, as lm-eval's ``!function`` does; registered in ``sys.modules`` so dataclasses and
+    pickling inside it work."""
+    name = name or f"script_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass

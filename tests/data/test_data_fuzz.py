@@ -126,22 +126,9 @@ def test_plain_chat_fast_path_accepts_every_plain_valid_row(row):
         assert formats.plain_chat_ok(row), row
 
 
-def _all_text_walk(row) -> str:
-    out, stack = [], [row]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            out.append(v)
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return "\n".join(reversed(out))
-
-
 @SETTINGS
 @given(rows_any)
 def test_all_text_fast_path_equals_the_walk(row):
     from tunebook.data import formats
 
-    assert formats.all_text(row) == _all_text_walk(row)
+    assert formats.all_text(row) == formats.walk_text(row)

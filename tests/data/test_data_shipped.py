@@ -4,12 +4,12 @@ labels, length budgets, and that the seeded generator reproduces the committed f
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from collections import Counter
 
 import pytest
 
+from clihelp import load_script
 from tunebook.paths import DATA_TEMPLATES, ROOT
 
 DATASETS = DATA_TEMPLATES / "datasets"
@@ -101,9 +101,7 @@ def test_clause_answers_follow_the_schema_and_the_text():
 
 
 def test_generator_reproduces_the_committed_files(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("gen", ROOT / "scripts" / "generate_datasets.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(ROOT / "scripts" / "generate_datasets.py", "gen")
     monkeypatch.setattr(gen, "OUT", tmp_path)
     assert gen.main([]) == 0
     for task in TASKS:

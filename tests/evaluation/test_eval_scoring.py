@@ -4,17 +4,15 @@ regression suites through their own scorers (tunebook.evaluation.scoring)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from clihelp import ROOT, load_script
 from tunebook.compose import compose_recipe
 from tunebook.evaluation import kinds, scoring
 from tunebook.evaluation.kinds import Scorer
 
-ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "eval-suites"
 SCHEMA = ROOT / "data-templates" / "datasets" / "clauses" / "answer.schema.json"
 LABELS = ("low", "medium", "high", "critical")
@@ -22,10 +20,7 @@ LABELS = ("low", "medium", "high", "critical")
 
 def suite_utils(suite: str):
     """The suite's utils.py, loaded by path exactly as lm-eval's ``!function`` does."""
-    spec = importlib.util.spec_from_file_location(f"utils_{suite}", SUITES / suite / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SUITES / suite / "utils.py", f"utils_{suite}")
 
 
 def task_scorer(recipe: str) -> Scorer:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from clihelp import ROOT, load_script
+
 BENCH = ROOT / "scripts" / "bench" / "plan.py"
 KINDS = {"measured", "upper_bound", "max_context", "formula", "not_modelled"}
 METRICS = {"torch_reserved", "torch_allocated", "nvidia_smi", "capacity", "model_states"}
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_plan", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_plan"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = load_bench()
+bench = load_script(BENCH, "bench_plan")
 POINTS = bench.load()
 
 

@@ -3,7 +3,6 @@ method (4-bit bnb + LoRA, or a full fine-tune), checkpointing and optimiser real
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import OFFLINE_ENV, ROOT
+from clihelp import OFFLINE_ENV, ROOT, load_script
 
 SCRIPT = ROOT / "scripts" / "bench" / "gpu_memory.py"
 
@@ -53,19 +52,11 @@ def test_full_fine_tune_recipe_trains_every_weight(tmp_path):
 
 def test_gpu_measurements_become_calibration_points():
     """What a GPU run measures is written in calibration.yaml's format and the bench reads it."""
-    import importlib.util
 
     from tunebook.compose import compose_recipe
 
-    def load(name: str, path: Path):
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-
-    gm = load("bench_gpu_memory", SCRIPT)
-    bench = load("bench_plan_for_points", ROOT / "scripts" / "bench" / "plan.py")
+    gm = load_script(SCRIPT, "bench_gpu_memory")
+    bench = load_script(ROOT / "scripts" / "bench" / "plan.py", "bench_plan_for_points")
     cfg = compose_recipe("mistral7b-qlora-support").config
     measured = {"device": "NVIDIA H100 80GB HBM3", "attn": "sdpa", "steps": 4,
                 "sequence_len": 4096, "max_reserved_gib": 9.0,
@@ -98,11 +89,7 @@ def plan_peak_without_context(cfg: dict, seq: int) -> float:
 
 
 def load_gpu_memory():
-    spec = importlib.util.spec_from_file_location("bench_gpu_memory_pure", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu_memory_pure"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "bench_gpu_memory_pure")
 
 
 def test_full_scale_refuses_without_cuda(monkeypatch, capsys):

@@ -4,26 +4,15 @@ a clear refusal when there is no CUDA."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 import yaml
 
-from clihelp import ROOT
+from clihelp import ROOT, load_script
 
 SCRIPT = ROOT / "scripts" / "bench" / "throughput.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_throughput"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = load_bench()
+bench = load_script(SCRIPT, "bench_throughput")
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,11 @@ def all_text(row: Any) -> str:
                                   for m in msgs):
         # A plain chat row (the common case): the same strings in the same order as the walk.
         return "\n".join(v for m in msgs for v in m.values())
+    return walk_text(row)
+
+
+def walk_text(row: Any) -> str:
+    """Every string anywhere in ``row``, in document order: ``all_text``'s general path."""
     out: list[str] = []
     stack = [row]
     while stack:
