@@ -5,7 +5,8 @@
 #
 #   scripts/ci/slurm-up.sh        start munged, slurmctld and slurmd in the background; wait
 #                                 until the node is idle (about 5 s). Idempotent: a cluster that
-#                                 already answers is left as it is.
+#                                 already answers with an idle node is left as it is; one that
+#                                 is busy or half up is restarted with its job state cleared.
 #   scripts/ci/slurm-up.sh down   stop the daemons this script started, by their pids.
 #
 # Needs root: the config lives where every Slurm command looks for it (/etc/slurm/slurm.conf),
@@ -17,6 +18,9 @@
 #   but becomes eligible only ~120 s later (reason BeginTime);
 #   `scontrol update JobId=<id> StartTime=now` lifts that delay;
 # - ReturnToService=2: a node that was DOWN (e.g. slurmd restarted) comes back when it registers.
+# - the cluster is throwaway: slurmctld starts with -c, so jobs left in StateSaveLocation by a
+#   run that was killed before `down` (a CI timeout) are dropped instead of recovered, where
+#   they would hold the only node `allocated`.
 set -euo pipefail
 
 CONF_DIR=/etc/slurm
@@ -123,20 +127,18 @@ start_munge() {
 
 up() {
   need_root
-  if scontrol ping 2>/dev/null | grep -q "is UP" && [[ "$(node_state)" =~ ^(idle|mixed|allocated) ]]
-  then
-    say "a Slurm cluster already answers: node $(node_state)"
+  if scontrol ping 2>/dev/null | grep -q "is UP" && [ "$(node_state)" = idle ]; then
+    say "a Slurm cluster already answers: node idle"
     return 0
   fi
+  # Busy, half up, or stale pid files from a run killed before `down`: start over, clean.
+  stop_pid slurmd
+  stop_pid slurmctld
   install -d -m 755 "$STATE" "$SPOOL/slurmctld" "$SPOOL/slurmd" "$LOGS"
   write_conf
   start_munge
-  if ! alive "$(cat "$STATE/slurmctld.pid" 2>/dev/null)"; then
-    slurmctld   # daemonizes; writes SlurmctldPidFile
-  fi
-  if ! alive "$(cat "$STATE/slurmd.pid" 2>/dev/null)"; then
-    slurmd
-  fi
+  slurmctld -c   # daemonizes, writes SlurmctldPidFile; -c: no jobs recovered from the spool
+  slurmd -c      # -c: clear locks a killed slurmd left behind
   local state=""
   for _ in $(seq 1 $((WAIT_S * 2))); do
     state=$(node_state)
