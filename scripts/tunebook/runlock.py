@@ -118,18 +118,17 @@ def gone(previous: Holder, age: float, me: Holder) -> str | None:
     return None
 
 
-def _refusal(run_dir: Path, holder: Holder | None, age: float | None, hint: str) -> RunBusy:
-    who = holder.describe() if holder else "another tunebook process (its record is not " \
-                                                  "written yet)"
-    beat = f", last heartbeat {age:.0f} s ago" if age is not None and holder else ""
-    stop = (f"stop it (Ctrl-C in its terminal, or `kill {holder.pid}` on {holder.host})"
-            if holder else "stop it")
-    other = ""
-    if holder and age is not None and holder.host != socket.gethostname():
-        other = (f"; if host {holder.host} is down, retry once its heartbeat is "
-                 f"{STALE_AFTER_S:.0f} s old")
-    return RunBusy(f"{paths.rel(run_dir)}/ is being written by {who}{beat}; one writer per run: "
-                   f"wait for it to finish, or {stop} and run this again{other}"
+def _refusal(run_dir: Path, holder: Holder | None, age: float, hint: str) -> RunBusy:
+    if holder is None:  # the flock is held, its record not written yet (or removed by hand)
+        who, stop, other = "another tunebook process", "stop it", ""
+    else:
+        who = holder.describe()
+        stop = f"stop it (Ctrl-C in its terminal, or `kill {holder.pid}` on {holder.host})"
+        other = "" if holder.host == socket.gethostname() else (
+            f", last heartbeat {age:.0f} s ago; if host {holder.host} is down, retry once its "
+            f"heartbeat is {STALE_AFTER_S:.0f} s old")
+    return RunBusy(f"{paths.rel(run_dir)}/ is being written by {who}{other}; one writer per "
+                   f"run: wait for it to finish, or {stop} and run this again"
                    f"{'; ' + hint if hint else ''}")
 
 
@@ -177,7 +176,7 @@ def hold(run_dir: Path, action: str, *, hint: str = "",
         lock.acquire(blocking=False)
     except filelock.Timeout:
         holder, age = read_holder(key)
-        raise _refusal(key, holder, age if holder else None, hint) from None
+        raise _refusal(key, holder, age, hint) from None
     try:
         previous, age = read_holder(key)
         if previous is not None:
