@@ -246,8 +246,8 @@ def test_disk_counts_the_download_of_a_model_not_in_the_cache():
 # -- the checks as data, and the verdict -------------------------------------------------------
 
 def test_the_checks_are_data_and_run_in_order():
-    assert preflight.CHECKS == (preflight.check_accelerator, preflight.check_base_model,
-                                preflight.check_disk)
+    expected = (preflight.check_accelerator, preflight.check_base_model, preflight.check_disk)
+    assert expected == preflight.CHECKS
     lines = preflight.run_checks(_target(), probes(devices=lambda: []))
     assert [line.check for line in lines] == ["accelerator", "base model", "disk"]
     assert [line.ok for line in lines] == [False, True, True]

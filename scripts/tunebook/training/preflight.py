@@ -29,7 +29,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,10 @@ def hf_token() -> bool:
     return bool(get_token())
 
 
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
 def hf_cache_dir() -> Path:
     from huggingface_hub import constants
 
@@ -168,7 +172,7 @@ class Probes:
     token: Callable[[], bool] = hf_token
     offline: Callable[[], bool] = env.user_hub_offline
     cache_dir: Callable[[], Path] = hf_cache_dir
-    disk_free: Callable[[Path], int] = field(default=lambda p: shutil.disk_usage(p).free)
+    disk_free: Callable[[Path], int] = free_bytes
 
 
 # ----------------------------------------------------------------------------- checks
@@ -253,7 +257,7 @@ def check_accelerator(target: Target, probes: Probes) -> Line:
         return Line("accelerator", False, f"cannot query CUDA ({e}); the recipe needs a GPU for "
                     f"{', '.join(reasons)}; check the driver with nvidia-smi")
     if not devices:
-        return Line("accelerator", False, f"no CUDA GPU here (torch sees none); the recipe needs "
+        return Line("accelerator", False, f"no CUDA GPU here; the recipe needs "
                     f"one for {', '.join(reasons)}. Fix: run it on a GPU machine; "
                     + _smoke_hint(target))
     want = target.gpus_per_node
@@ -330,8 +334,9 @@ def check_base_model(target: Target, probes: Probes) -> Line:
     if answer.gated and answer.access is False:
         return Line("base model", False, f"{base}: gated, and the token has no access yet. Fix: "
                     f"accept its licence on https://huggingface.co/{base} with that account")
-    return Line("base model", True, f"{base}: on the Hub{' (gated; the token has access)' if answer.gated else ''}, "
-                "downloaded by the first training step")
+    gated = " (gated; the token has access)" if answer.gated else ""
+    return Line("base model", True, f"{base}: on the Hub{gated}, downloaded by the first "
+                "training step")
 
 
 def _dtype_bytes(target: Target) -> int:
