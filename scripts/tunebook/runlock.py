@@ -24,7 +24,8 @@ pid, host, boot id, start time, Slurm job) whose modification time is a heartbea
   shards of their ranks) are written by torch.distributed ranks of that one job, in collective
   checkpoint saves, so the run still has one writer: the job.
 - A file system without ``flock`` (``ENOSYS``): ``filelock`` falls back to its soft lock (an
-  exclusive marker file naming pid and host, reclaimed when that process is provably gone).
+  exclusive marker file naming pid and host; a contender on the same host removes it once that
+  process is gone, a marker another host left stays until someone deletes ``run.lock``).
 
 Re-entrant within one process (``demo`` trains, then evaluates, then merges the same run).
 """
