@@ -14,9 +14,9 @@ opt = $(if $($(1)),--$(2) '$($(1))')
 flag = $(if $(filter 1 true yes,$($(1))),--$(2))
 
 .PHONY: help setup setup-system lock-env list show validate render lock lock-check diff \
-        pr-summary catalog data-check convert split new-task plan preflight baseline train smoke smoke-all \
-        eval gate report review review-score merge demo sbatch runs ui register sweep test \
-        test-fast lint bench bench-validate bench-data bench-plan bench-train clean
+        pr-summary catalog data-check convert split new-task plan preflight baseline train smoke \
+        smoke-all eval gate report review review-score merge demo sbatch runs ui register sweep \
+        test test-fast lint bench bench-validate bench-data bench-plan bench-train clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
