@@ -257,18 +257,21 @@ def test_the_checks_are_data_and_run_in_order():
 
 def test_train_stops_on_a_failed_preflight_unless_forced(capsys):
     config = _config()
-    topo = distributed.topology(config)
+    target = preflight.Target.of(QLORA, config, distributed.topology(config))
     absent = probes(devices=lambda: [])
     with pytest.raises(CheckFailed) as info:
-        lifecycle.check_preflight(QLORA, config, topo, probes=absent)
+        lifecycle.check_preflight(target, probes=absent)
     assert "FORCE=1" in str(info.value)
-    recorded = lifecycle.check_preflight(QLORA, config, topo, force=True, probes=absent)
+    with pytest.raises(CheckFailed) as info:  # RESUME refuses FORCE: no hint to use it
+        lifecycle.check_preflight(target, resuming=True, probes=absent)
+    assert "FORCE" not in str(info.value)
+    recorded = lifecycle.check_preflight(target, force=True, probes=absent)
     assert recorded["preflight"]["passed"] is False
     assert recorded["preflight"]["checks"][0]["check"] == "accelerator"
     assert "launching anyway (FORCE=1)" in capsys.readouterr().err
     tiny = _config("tiny-lora-triage")
-    assert lifecycle.check_preflight("tiny-lora-triage", tiny, distributed.topology(tiny),
-                                     probes=probes(devices=_never)) == {}
+    tiny_target = preflight.Target.of("tiny-lora-triage", tiny, distributed.topology(tiny))
+    assert lifecycle.check_preflight(tiny_target, probes=probes(devices=_never)) == {}
 
 
 # -- the CLI, on this machine ------------------------------------------------------------------

@@ -36,6 +36,9 @@ from typing import Any
 from tunebook import env, gpus, paths, twins
 from tunebook.compose import DEFAULT_RECIPE
 from tunebook.plan import estimate as planner
+from tunebook.plan.memory import optimizer_state_bytes
+from tunebook.plan.settings import settings_from
+from tunebook.training import distributed
 
 GIB = 2**30
 GPU_TIMEOUT_S = 60.0  # importing torch on a busy machine takes seconds; a hung driver does not end
@@ -184,6 +187,10 @@ class Target:
     config: dict[str, Any]
     gpus_per_node: int = 1
     nnodes: int = 1
+
+    @classmethod
+    def of(cls, recipe: str, config: dict[str, Any], topo: distributed.Topology) -> Target:
+        return cls(recipe, config, gpus_per_node=topo.gpus_per_node, nnodes=topo.nnodes)
 
     @property
     def base(self) -> str:
@@ -339,22 +346,17 @@ def check_base_model(target: Target, probes: Probes) -> Line:
                 "training step")
 
 
-def _dtype_bytes(target: Target) -> int:
-    gpu = gpus.get(target.planned_gpu)
-    return planner.settings_from(target.config, gpu).dtype_bytes
-
-
 def disk_needs(target: Target, downloading: bool) -> list[tuple[str, str, float]]:
     """(``runs`` or ``cache``, what, bytes) that training and merging this recipe write."""
     ax = target.config.get("axolotl") or {}
     plan = planner.estimate(target.config, target.planned_gpu, suggest=False)
+    s = settings_from(target.config, gpus.get(target.planned_gpu))
     params = plan.params_b * 1e9
     trainable = plan.trainable_params
-    dtype = _dtype_bytes(target)
-    adapter = bool(ax.get("adapter"))
-    weight_bytes = 4 if adapter else dtype  # PEFT keeps adapters in fp32
-    state, _note = planner.optimizer_state_bytes(str(ax.get("optimizer") or "adamw_torch"),
-                                                 weight_bytes)
+    dtype = s.dtype_bytes  # the merged model is saved in the training dtype
+    adapter = s.adapter
+    weight_bytes = s.adapter_bytes if adapter else dtype  # PEFT keeps adapters in fp32
+    state, _note = optimizer_state_bytes(s.optimizer, weight_bytes)
     state = 0 if ax.get("save_only_model") else state
     checkpoint = trainable * (weight_bytes + state)
     limit = ax.get("save_total_limit")
@@ -391,7 +393,7 @@ def check_disk(target: Target, probes: Probes) -> Line:
     parts, short = [], []
     for place, items, total in by_fs.values():
         free = probes.disk_free(_existing(place))
-        text = (f"{_size(free)} free under {paths.rel(place)}, needs {_size(total)} "
+        text = (f"{_size(free)} free under {paths.rel(place)}/, needs {_size(total)} "
                 f"({' + '.join(items)})")
         (parts if free >= total else short).append(text)
     if short:

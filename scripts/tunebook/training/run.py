@@ -107,7 +107,8 @@ def train(name: str, overrides: str | list[str], *, force: bool = False,
         distributed.preflight(config)
     gate_fields: dict[str, Any] = {}
     if not (dry_run or smoke):
-        gate_fields.update(check_preflight(name, config, topo, force=force))
+        gate_fields.update(check_preflight(preflight.Target.of(name, config, topo),
+                                           force=force))
     if not dry_run:
         config["axolotl"]["base_model"] = twins.ensure_base(config)  # build a twin/tiny base
     if not smoke and not dry_run:
@@ -149,25 +150,21 @@ def preflight_target(name: str, overrides: str | list[str],
     validated = validate_recipe(name, _with_topology(parse_overrides(overrides), flags),
                                 deep=False)
     topo = distributed.topology(validated.config, **flags)
-    return preflight.Target(name, validated.config, gpus_per_node=topo.gpus_per_node,
-                            nnodes=topo.nnodes)
+    return preflight.Target.of(name, validated.config, topo)
 
 
-def check_preflight(name: str, config: dict[str, Any], topo: distributed.Topology, *,
-                    force: bool = False,
+def check_preflight(target: preflight.Target, *, force: bool = False, resuming: bool = False,
                     probes: preflight.Probes | None = None) -> dict[str, Any]:
     """The preflight before a real launch (``tunebook.training.preflight``); nothing for a base
-    built here, where it has nothing to say. A failure stops here (exit 1) unless ``force``;
-    the manifest records the checks either way."""
-    target = preflight.Target(name, config, gpus_per_node=topo.gpus_per_node,
-                              nnodes=topo.nnodes)
+    built here, where it has nothing to say. A failure stops here (exit 1) unless ``force``
+    (a new run only); the manifest records the checks either way."""
     if target.built_here:
         return {}
     lines = preflight.run(target, probes)
     verdict = preflight.failure(target, lines)
     if verdict and not force:
-        raise CheckFailed(verdict + "; FORCE=1 (--force) launches anyway, recorded in the "
-                          "manifest")
+        raise CheckFailed(verdict + ("" if resuming else "; FORCE=1 (--force) launches anyway, "
+                                     "recorded in the manifest"))
     if verdict:
         print(f"warning: {verdict}; launching anyway (FORCE=1)", file=sys.stderr)
     return {"preflight": preflight.record(lines)}
@@ -244,7 +241,8 @@ def _resume(run: RunDir, which: str, flags: dict[str, Any], overrides: str | lis
     config = yaml.safe_load((run.path / "resolved.yaml").read_text(encoding="utf-8"))
     ax = yaml.safe_load(run.axolotl_yaml.read_text(encoding="utf-8"))
     topo = distributed.topology(config, **flags)
-    checked = check_preflight(run.recipe, {**config, "axolotl": ax}, topo)
+    checked = check_preflight(preflight.Target.of(run.recipe, {**config, "axolotl": ax}, topo),
+                              resuming=True)
     twins.ensure_base({"axolotl": ax, "meta": config.get("meta", {})})
     ckpt = last_complete_checkpoint(run.output_dir)
     skipped = [c for c in checkpoints(run.output_dir) if ckpt is None or
