@@ -178,6 +178,10 @@ def hold(run_dir: Path, action: str, *, hint: str = "",
     except filelock.Timeout:
         holder, age = read_holder(key)
         raise _refusal(key, holder, age, hint) from None
+    except OSError as e:  # a read-only or vanished run directory
+        raise UserError(f"{paths.rel(key)}/: cannot take its writer lock ({LOCK_FILE}: "
+                        f"{e.strerror}); `tunebook {action}` writes into the run directory, "
+                        "so it must exist and be writable") from None
     try:
         previous, age = read_holder(key)
         if previous is not None:

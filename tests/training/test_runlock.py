@@ -21,6 +21,7 @@ import pytest
 from trainhelp import RECIPE, manifest, scratch_repo, tb
 
 from tunebook import runlock
+from tunebook.errors import UserError
 from tunebook.rundir import RunDir
 from tunebook.training import launch
 
@@ -28,6 +29,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from tunebook import runlock
+from tunebook.errors import UserError
 with runlock.hold(Path(sys.argv[1]), "train"):
     print("held", flush=True)
     time.sleep(600)
@@ -127,6 +129,13 @@ def test_the_holder_refreshes_its_heartbeat(tmp_path, monkeypatch):
         os.utime(file, (time.time() - 100, time.time() - 100))
         time.sleep(0.5)
         assert runlock.read_holder(tmp_path)[1] < 5
+
+
+def test_a_run_directory_that_cannot_be_locked_is_a_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")  # not a directory: cannot hold
+    with pytest.raises(UserError) as info, runlock.hold(tmp_path / "a-file" / "run", "eval"):
+        pass
+    assert "cannot take its writer lock" in str(info.value) and info.value.exit_code == 2
 
 
 def test_the_lock_is_reentrant_within_a_process(tmp_path):
