@@ -372,7 +372,9 @@ def disk_needs(target: Target, downloading: bool) -> list[tuple[str, str, float]
 
 
 def _size(nbytes: float) -> str:
-    return f"{nbytes / GIB:.1f} GiB" if nbytes >= GIB else f"{nbytes / 2**20:.0f} MiB"
+    if nbytes >= GIB:
+        return f"{nbytes / GIB:.1f} GiB"
+    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else "<1 MiB"
 
 
 def _existing(path: Path) -> Path:
