@@ -307,3 +307,18 @@ def test_a_dry_run_skips_the_preflight(repo):
     (run,) = (repo / "runs" / QLORA).glob("*/manifest.json")
     recorded = json.loads(run.read_text())
     assert recorded["status"] == "dry-run" and "preflight" not in recorded
+
+
+def test_force_launches_anyway_and_the_manifest_records_the_failed_checks(repo):
+    """FORCE=1 past a failed preflight: the run is rendered with the checks in its manifest
+    (here the launch then fails, offline and without the model, exactly as predicted)."""
+    before = set((repo / "runs" / QLORA).glob("*")) if (repo / "runs" / QLORA).is_dir() else set()
+    r = tb(repo, "train", "--recipe", QLORA, "--force", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert "Traceback" not in r.err, r.text
+    assert "launching anyway (FORCE=1)" in r.err
+    (run,) = set((repo / "runs" / QLORA).glob("*")) - before
+    recorded = json.loads((run / "manifest.json").read_text())
+    assert recorded["forced"] is True and recorded["preflight"]["passed"] is False
+    checks = {c["check"]: c["ok"] for c in recorded["preflight"]["checks"]}
+    assert checks == {"accelerator": False, "base model": False, "disk": True}
+    assert "data_gate" in recorded  # both gates are recorded, neither replaces the other

@@ -74,9 +74,10 @@ def start_from(from_run: str, name: str, overrides: list[str]) -> tuple[str, dic
                         f"trains {now}; continue a run of the same base model")
     if (earlier.output_dir / "adapter_config.json").is_file():
         merged = earlier.path / "merged"
-        base = merged if (merged / "config.json").is_file() else merging.merge_run(earlier)
-        if base != merged or not manifest.get("merged"):
-            earlier.update_manifest(merged=str(base))
+        with hold(earlier.path, "train --from-run"):  # merging writes into the earlier run
+            base = merged if (merged / "config.json").is_file() else merging.merge_run(earlier)
+            if base != merged or not manifest.get("merged"):
+                earlier.update_manifest(merged=str(base))
     else:
         base = earlier.output_dir
     return str(base), {"run": str(earlier.path), "recipe": earlier.recipe, "base": str(base)}
@@ -114,7 +115,7 @@ def train(name: str, overrides: str | list[str], *, force: bool = False,
     if not smoke and not dry_run:
         report = check_data(config, name)
         print(report.summary())
-        gate_fields = {"data_gate": {"passed": report.passed, "summary": report.summary()}}
+        gate_fields["data_gate"] = {"passed": report.passed, "summary": report.summary()}
         if not report.passed and not force:
             raise CheckFailed(f"recipe {name}: the data gate failed (above); fix the data, or "
                               "pass FORCE=1 (--force) to train anyway, recorded in the manifest")
