@@ -21,9 +21,9 @@ opt = $(if $($(1)),--$(2) '$($(1))')
 flag = $(if $(filter 1 true yes,$($(1))),--$(2))
 
 .PHONY: help setup setup-gpu setup-system lock-env lock-check-env list show validate render \
-        lock lock-check diff pr-summary catalog data-check convert split new-task plan baseline \
-        train smoke smoke-all eval gate report review review-score merge demo sbatch runs ui \
-        register sweep test test-fast lint bench bench-validate bench-data bench-plan \
+        lock lock-check diff pr-summary catalog data-check convert split new-task plan preflight \
+        baseline train smoke smoke-all eval gate report review review-score merge demo sbatch \
+        runs ui register sweep test test-fast lint bench bench-validate bench-data bench-plan \
         bench-train clean
 
 help: ## list the targets (this text)
@@ -89,6 +89,9 @@ new-task: setup ## NAME=task DATA=file [FROM= KIND= MODEL= TEXT= LABEL= FORCE=1]
 
 plan: setup ## memory, time and cost of RECIPE on GPU=<id> [GPUS=n PRICE=usd/h MFU=0.35 JSON=plan.json]
 	@$(TB) plan $(R) $(call opt,GPU,gpu) $(call opt,GPUS,gpus) $(call opt,PRICE,price) $(call opt,MFU,mfu) $(call opt,JSON,json)
+
+preflight: setup ## before any GPU time: GPU and plan, base model, disk of RECIPE (train runs it too)
+	@$(TB) preflight $(R)
 
 baseline: setup ## evaluate the base model on RECIPE's suites (prompting only)
 	@$(TB) baseline $(R)

@@ -58,6 +58,8 @@ COMMANDS: tuple[Command, ...] = (
             plan.plan_args, plan.plan),
     Command("baseline", "evaluate the base model on the recipe's suites",
             evaluation.baseline_args, evaluation.baseline),
+    Command("preflight", "before any GPU time: GPU and plan, base model, disk (make train "
+            "runs it too)", training.preflight_args, training.run_preflight),
     Command("train", "render and train a recipe with Axolotl; resume a run",
             training.train_args, training.train),
     Command("smoke", "train a recipe on its tiny CPU twin for a few steps",

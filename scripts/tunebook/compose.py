@@ -83,7 +83,13 @@ def check_recipe_name(name: str, recipes_dir: Path | None = None) -> None:
 
 
 def parse_overrides(overrides: str | Sequence[str] | None) -> list[str]:
-    """Split ``OVERRIDES="a=1 +b=2"`` and check each with Hydra's own override grammar."""
+    """Split ``OVERRIDES="a=1 +b=2"``, check each with Hydra's own override grammar, and give a
+    valid key that no file wrote the ``++`` Hydra needs (``_with_default``)."""
+    return [_with_default(item) for item in split_overrides(overrides)]
+
+
+def split_overrides(overrides: str | Sequence[str] | None) -> list[str]:
+    """``OVERRIDES`` as the user typed them, split and checked with Hydra's override grammar."""
     if overrides is None:
         return []
     if isinstance(overrides, str):
@@ -104,16 +110,37 @@ def parse_overrides(overrides: str | Sequence[str] | None) -> list[str]:
                 f"bad override {item!r}: {_first_line(str(e))}; "
                 "expected key=value, +new.key=value, ~key or group=option"
             ) from None
-    return [_with_default(item) for item in items]
+    return items
 
 
 def _with_default(item: str) -> str:
-    """``data.checks.max_pii=5`` sets a schema default that no file wrote: Hydra needs ``++``
-    (add or override) for it. A misspelt key still fails: the schema forbids unknown keys."""
+    """Overrides as users type them: a key that is valid but that no file wrote gets Hydra's
+    ``++`` (add or override), so no one has to know Hydra's ``+`` convention.
+
+    Valid means a field of our sections with a default (``data.checks.max_pii=5``) or a
+    top-level key of the installed Axolotl's config schema (``axolotl.max_steps=1``,
+    ``tunebook.axolotl_schema.axolotl_keys``). Anything else stays as typed, so a misspelt key
+    (``axolotl.lora_rr=8``) still fails in Hydra and gets the closest valid names."""
     key = item.split("=", 1)[0]
-    if item[0] not in "+~" and "=" in item and schema.has_default(key):
+    if item[0] not in "+~" and "=" in item and (schema.has_default(key) or _axolotl_key(key)):
         return "++" + item
     return item
+
+
+def as_typed(item: str) -> str:
+    """An override without the ``++`` that ``_with_default`` may have added: how it compares
+    with one recorded before (a run rendered by an older tunebook, a requeued job's OVERRIDES)."""
+    return item[2:] if item.startswith("++") else item
+
+
+def _axolotl_key(dotted: str) -> bool:
+    """Whether ``dotted`` is ``axolotl.<key>[.<sub>...]`` with a key Axolotl's schema knows."""
+    section, _, rest = dotted.partition(".")
+    if section != "axolotl" or not rest:
+        return False
+    from tunebook.axolotl_schema import axolotl_keys  # cached index: no Axolotl import
+
+    return rest.split(".")[0] in axolotl_keys()
 
 
 @dataclass
@@ -244,6 +271,9 @@ def _composition_error(name: str, overrides: list[str], e: Exception, root: Path
         key = m.group(1)
         parent, _, leaf = key.rpartition(".")
         siblings = _siblings(name, overrides, parent, root)
+        if leaf in siblings:  # a valid key Hydra still refused: never suggest the input itself
+            return UserError(f"override {key!r} in recipe {name}: {_first_line(msg)}; to add "
+                             f"a key no file sets, write '++{key}=...'")
         hint = did_you_mean(leaf, siblings) or f"; to add a key no file sets, write '+{key}=...'"
         return UserError(f"override {key!r}: no such key in recipe {name}{hint}")
     m = re.search(r"Error merging override ([\w.-]+)=\[", msg)

@@ -44,6 +44,12 @@ def hub_offline(base_model: str) -> bool:
         return False
 
 
+def user_hub_offline() -> bool:
+    """Whether the user (not ``quiet_environment``) asked for no Hub access."""
+    return any(os.environ.get(key, "").strip().lower() in ("1", "true", "yes", "on")
+               for key in HUB_OFFLINE if key not in _ADDED)
+
+
 def quiet_environment() -> None:
     """For our own process: no telemetry, nothing fetched while checking and building."""
     for key, value in OFFLINE.items():

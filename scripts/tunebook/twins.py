@@ -378,19 +378,30 @@ def load_tokenizer(path: Path | str) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def ensure_base(config: dict[str, Any]) -> str:
-    """Build the recipe's ``axolotl.base_model`` when it is one of ours (a twin or the tiny
-    base) and return it; a hub id or another local path is returned unchanged."""
-    base = str(config["axolotl"]["base_model"])
+def _builder(base: str) -> Any:
+    """How to build ``base`` (an ``axolotl.base_model``) when it is one of ours, else ``None``."""
     p = Path(base) if os.path.isabs(base) else paths.ROOT / base
     twins_root = (paths.CACHE / "twins").resolve()
     if p.resolve(strict=False).parent == twins_root or p.parent.resolve() == twins_root:
         family = p.name.rsplit("-", 1)[0]
         if p.name == twin_path(family).name:
-            return str(twin_dir(family))
+            return lambda: twin_dir(family)
     if p.absolute() == tiny_base_link().absolute() or p.name.startswith(TINY_BASE_NAME):
-        return str(tiny_base_dir())  # the directory itself, as render records any base
-    return base
+        return tiny_base_dir  # the directory itself, as render records any base
+    return None
+
+
+def built_here(base: str) -> bool:
+    """Whether ``base`` is one of ours (a twin or the tiny base), built here, never downloaded."""
+    return _builder(base) is not None
+
+
+def ensure_base(config: dict[str, Any]) -> str:
+    """Build the recipe's ``axolotl.base_model`` when it is one of ours (a twin or the tiny
+    base) and return it; a hub id or another local path is returned unchanged."""
+    base = str(config["axolotl"]["base_model"])
+    build = _builder(base)
+    return str(build()) if build is not None else base
 
 
 def tokenizer_for(config: dict[str, Any], *, full: bool = True) -> Any:

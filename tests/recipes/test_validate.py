@@ -35,6 +35,30 @@ def test_overriding_a_missing_key_without_plus_names_the_closest_key():
     assert "did you mean 'lora_r'" in msg
 
 
+def test_an_axolotl_key_no_file_sets_is_a_plain_override():
+    """Users come from Axolotl: `axolotl.max_steps=1` works without Hydra's `+`, checked against
+    the installed Axolotl's schema."""
+    composed = validate_recipe(QLORA, "axolotl.max_steps=1 axolotl.lora_r=8").composed
+    assert composed.config["axolotl"]["max_steps"] == 1
+    assert composed.config["axolotl"]["lora_r"] == 8  # a key the recipe sets: still overridden
+    assert "max_steps" not in validate_recipe(QLORA, "").config["axolotl"]
+    assert composed.overrides == ["++axolotl.max_steps=1", "++axolotl.lora_r=8"]
+
+
+def test_an_invalid_axolotl_key_fails_through_the_cli_with_the_closest_names():
+    result = run_tunebook("validate", "--recipe", QLORA, "--overrides", "axolotl.lora_rr=8")
+    assert_user_error(result, "override 'axolotl.lora_rr'", "did you mean 'lora_r'")
+    assert "'lora_rr'" not in result.err.split("did you mean", 1)[1]
+
+
+def test_a_hydra_error_never_suggests_the_input_itself():
+    """`meta.title` exists, but after `~meta.title` Hydra cannot override it: say so, never
+    "did you mean 'title'"."""
+    msg = _error(QLORA, "~meta.title meta.title=x")
+    assert "override 'meta.title'" in msg and "did you mean" not in msg
+    assert "'++meta.title=...'" in msg
+
+
 def test_unknown_key_in_our_sections():
     msg = _error(QLORA, "+meta.titel=x")
     assert "meta.titel" in msg and "did you mean 'title'" in msg

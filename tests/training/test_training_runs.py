@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -174,7 +175,20 @@ def test_an_edited_dataset_is_tokenized_again(repo):
     assert any("Zebra quokka marmalade" in t for t in texts)
 
 
-def test_a_killed_run_resumes_from_its_last_complete_checkpoint(repo):
+def _files(run: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(run)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def _training_child(pid: int) -> int:
+    """The training process ``tunebook train`` (``pid``) started."""
+    (child,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(child)
+
+
+def test_one_writer_a_live_run_is_refused_a_killed_one_taken_over_and_resumed(repo):
+    """A run in training refuses a concurrent RESUME=last (exit 2, nothing written); killed with
+    SIGKILL, it is taken over and resumed from its last complete checkpoint."""
     overrides = ("+axolotl.max_steps=24 axolotl.eval_steps=4 axolotl.save_steps=4 "
                  "axolotl.early_stopping_patience=100")
     before = runs_of(repo)
@@ -184,8 +198,19 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(repo):
     out = run / "output"
     wait_for(lambda: (out / "checkpoint-8" / "trainer_state.json").is_file(), 300,
              "checkpoint-8", proc)
-    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs; the Axolotl child dies with it
-    proc.wait()
+    child = _training_child(proc.pid)
+    os.killpg(child, signal.SIGSTOP)  # frozen mid-run: alive, holding the run, writing nothing
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        files = _files(run)
+        r = tb(repo, "train", "--resume", "last", "--overrides", overrides)
+        assert r.code == 2 and "Traceback" not in r.text, r.text
+        assert f"pid {proc.pid} on host {socket.gethostname()}" in r.err, r.err
+        assert _files(run) == files  # refused before writing anything
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no handler runs; the Axolotl child dies with it
+        os.killpg(child, signal.SIGKILL)
+        proc.wait()
     time.sleep(2)
     assert manifest(run)["status"] == "running"  # nobody could record anything
     half = out / "checkpoint-9999"  # a half-written newest checkpoint: no trainer_state.json
@@ -193,12 +218,25 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(repo):
     (half / "adapter_model.safetensors").write_bytes(b"partial")
     r = tb(repo, "train", "--resume", "last", "--overrides", overrides)  # as Slurm requeues
     assert r.code == 0, r.text
+    assert f"pid {proc.pid} on host {socket.gethostname()}" in r.out
+    assert "killed or crashed" in r.out and "takes it over" in r.out
     assert "skipping incomplete checkpoint" in r.out
     m = manifest(run)
     assert m["status"] == "completed" and m["metrics"]["steps"] == 24
     resumed = Path(m["resumed_from"])
     assert resumed.parent == out and resumed.name != "checkpoint-9999"
     assert int(resumed.name.split("-")[1]) >= 8 and m["resumes"] == 1
+    assert not (run / "run.lock.json").exists()  # released cleanly at the end
+
+
+def test_an_axolotl_key_the_recipe_does_not_set_needs_no_plus(repo):
+    """`make train OVERRIDES="axolotl.max_steps=1"`: Axolotl's own key, as users type it."""
+    before = runs_of(repo)
+    r = tb(repo, "train", "--overrides", "axolotl.max_steps=1")
+    assert r.code == 0, r.text
+    m = manifest(_new_run(repo, before))
+    assert m["status"] == "completed" and m["metrics"]["steps"] == 1, m["metrics"]
+    assert "(step 1/1" in r.out
 
 
 def test_ctrl_c_is_recorded_as_interrupted_not_finished(repo):

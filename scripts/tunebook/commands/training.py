@@ -12,9 +12,10 @@ from typing import Any
 from tunebook import paths
 from tunebook.commands.args import recipe_args
 from tunebook.compose import recipe_names
-from tunebook.errors import UserError
+from tunebook.errors import CheckFailed, UserError
 from tunebook.rundir import resolve_run
 from tunebook.training import merge as merging
+from tunebook.training import preflight as checks
 from tunebook.training import run as lifecycle
 from tunebook.training import slurm, smoke, sweep
 from tunebook.training.run import TOPOLOGY_FLAGS
@@ -25,7 +26,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="last|RUN_DIR", default=None,
                    help="continue an interrupted run from its last complete checkpoint")
     p.add_argument("--force", action="store_true",
-                   help="train even if the data gate fails (recorded in the manifest)")
+                   help="train even if the data gate or the preflight fails (recorded in the "
+                        "manifest)")
     p.add_argument("--dry-run", action="store_true",
                    help="render and print the launch command without training")
     p.add_argument("--from-run", default=None, metavar="RUN_DIR",
@@ -60,6 +62,20 @@ def train(args: argparse.Namespace) -> int:
         if args.dry_run:
             return 0
     return lifecycle.finish(run, manifest)
+
+
+def preflight_args(p: argparse.ArgumentParser) -> None:
+    recipe_args(p)
+
+
+def run_preflight(args: argparse.Namespace) -> int:
+    """What ``make train`` checks before it launches: GPU and plan, base model, disk."""
+    target = lifecycle.preflight_target(args.recipe, args.overrides)
+    verdict = checks.failure(target, checks.run(target))
+    if verdict:
+        raise CheckFailed(verdict)
+    print(f"preflight of {target.recipe}: every check passed")
+    return 0
 
 
 def smoke_args(p: argparse.ArgumentParser) -> None:

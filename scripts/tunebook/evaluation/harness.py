@@ -30,6 +30,7 @@ from tunebook import env, paths, tracking, twins
 from tunebook.errors import UserError, did_you_mean
 from tunebook.evaluation import kinds
 from tunebook.rundir import RunDir
+from tunebook.runlock import writes_run
 
 META = "meta.json"
 RESULTS = "results.json"
@@ -443,6 +444,7 @@ def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs or ["the model differs"]
 
 
+@writes_run("eval")  # one writer per run (tunebook.runlock)
 def evaluate_run(run: RunDir, *, lm: Any = None, log: Any = print) -> Path:
     """Evaluate the tuned model of ``run`` on its recipe's suites; write ``<run>/eval/``."""
     config = run_config(run)

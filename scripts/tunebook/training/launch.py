@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -47,8 +48,12 @@ def launch_command(run: RunDir, config: dict[str, Any], topo: distributed.Topolo
 
 
 def run_launch(run: RunDir, config: dict[str, Any], cmd: list[str], *, echo: bool = True,
-               resumed_from: str | None = None) -> dict[str, Any]:
-    """Launch ``cmd`` for ``run`` and record the outcome in its manifest; return the manifest."""
+               resumed_from: str | None = None, node_rank: int = 0) -> dict[str, Any]:
+    """Launch ``cmd`` for ``run`` and record the outcome in its manifest; return the manifest.
+    Node ranks > 0 of a multi-node job only run it: node 0 records the run
+    (``tunebook.runlock``), so they return the outcome without writing the manifest."""
+    if node_rank > 0:
+        return _follow(run, cmd, node_rank, echo=echo)
     result_file = run.path / RESULT_FILE
     with contextlib.suppress(FileNotFoundError):
         result_file.unlink()
@@ -93,9 +98,16 @@ def run_launch(run: RunDir, config: dict[str, Any], cmd: list[str], *, echo: boo
     return manifest
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
-
+def _follow(run: RunDir, cmd: list[str], node_rank: int, *, echo: bool) -> dict[str, Any]:
+    """A follower node: its own log (``train.node<rank>.log``), no manifest or MLflow writes."""
+    base = str(yaml.safe_load(run.axolotl_yaml.read_text(encoding="utf-8"))["base_model"])
+    log_path = run.path / f"{Path(LOG_FILE).stem}.node{node_rank}.log"
+    started = time.time()
+    code, interrupted = execute(cmd, env.child_env(base), log_path, echo=echo)
+    status = ("completed" if code == 0 and not interrupted else "interrupted"
+              if interrupted or code < 0 or code in (130, 137, 143) else "failed")
+    return {"status": status, "exit_code": code, "wall_s": round(time.time() - started, 1),
+            "log": str(log_path), "metrics": {}}
 
 
 def _iso(t: float) -> str:

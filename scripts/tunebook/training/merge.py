@@ -17,6 +17,7 @@ import yaml
 from tunebook import env, paths, twins
 from tunebook.errors import UserError
 from tunebook.rundir import RunDir
+from tunebook.runlock import writes_run
 
 
 def merge_run(run: RunDir) -> Path:
@@ -91,6 +92,7 @@ class Merged:
     warning: str | None  # the gate said no
 
 
+@writes_run("merge")
 def merge(run: RunDir) -> Merged:
     """Make a completed run servable: a full fine-tune is already standalone (its ``output/``);
     an adapter run is merged into ``merged/`` in the dtype it trained in."""

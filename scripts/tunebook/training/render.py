@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,17 @@ PATH_KEYS = ("deepspeed", "chat_template_jinja", "fsdp_config_path")
 
 
 def render(validated: Validated, *, run_id: str | None = None,
-           axolotl_extra: dict[str, Any] | None = None) -> RunDir:
-    """Write the run directory of ``validated``; ``axolotl_extra`` sets wrapper-owned keys."""
+           axolotl_extra: dict[str, Any] | None = None,
+           held: Callable[[Path], Any] | None = None) -> RunDir:
+    """Write the run directory of ``validated``; ``axolotl_extra`` sets wrapper-owned keys;
+    ``held`` takes the run's writer lock as soon as the directory exists, before any file in it
+    (``RUN=last`` only ever sees runs with a manifest, so never one that is not held yet)."""
     name = validated.composed.name
     run_id = run_id or new_run_id()
     run = RunDir(path=paths.RUNS / name / run_id, recipe=name, run_id=run_id)
     run.path.mkdir(parents=True, exist_ok=False)
+    if held is not None:
+        held(run.path)
     config = validated.config
     ax = axolotl_config(config, run)
     ax.update(axolotl_extra or {})

@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from tunebook import tracking
-from tunebook.compose import parse_overrides
+from tunebook.compose import parse_overrides, split_overrides
 from tunebook.errors import UserError
 from tunebook.rundir import RunDir
 from tunebook.training import run as lifecycle
@@ -30,8 +30,9 @@ SWEEP_TAG = "tunebook.sweep"
 
 
 def expand(sweep: str) -> list[list[str]]:
-    """The grid points of ``sweep`` as lists of plain overrides, in Hydra's BasicSweeper order."""
-    items = parse_overrides(sweep)
+    """The grid points of ``sweep`` as lists of plain overrides, in Hydra's BasicSweeper order,
+    as the user typed them (training adds the ``++`` a key no file sets needs)."""
+    items = split_overrides(sweep)
     if not items:
         raise UserError("SWEEP is empty; expected e.g. "
                         "SWEEP=\"axolotl.learning_rate=1e-4,2e-4 axolotl.lora_r=8,16\"")
