@@ -22,7 +22,17 @@ if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then
 fi
 if uv=$(scripts/env/uv.sh); then
   echo "setup: uv ($("$uv" --version)) installs $lock into $venv, hash-checked$why"
-  "$uv" pip install -q --python "$venv/bin/python" --require-hashes "${bytecode[@]}" -r "$lock"
+  install() { "$uv" pip install -q --python "$venv/bin/python" --require-hashes "${bytecode[@]}" \
+                "$@" -r "$lock" 2>&1; }
+  if ! out=$(install); then
+    # A venv an older setup filled (pip, torch from the CPU index as 2.13.0+cpu): uv takes the
+    # installed distribution as satisfying the pin but has no hash to trust it by.
+    grep -q "no trusted hash was provided" <<<"$out" || { echo "$out" >&2; exit 1; }
+    echo "setup: $venv holds distributions installed outside this lock (${out##*for: });" \
+         "reinstalling every pinned distribution from the lock"
+    out=$(install --reinstall) || { echo "$out" >&2; exit 1; }
+  fi
+  [[ -z "$out" ]] || echo "$out" >&2
   "$uv" pip install -q --python "$venv/bin/python" --no-deps --no-build-isolation -e .
   installer=uv
 else

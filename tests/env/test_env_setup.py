@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from envhelp import fake_project, offline_env
+from envhelp import fake_project, make_wheel, offline_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "env"))
 import locks  # noqa: E402
@@ -92,6 +92,23 @@ def test_a_changed_lock_reinstalls(project):
     lock = proj / "requirements.lock"
     lock.write_text(lock.read_text() + "\n")
     assert "installs requirements.lock" in make(proj, env, "setup").stdout
+
+
+def test_a_venv_filled_outside_the_lock_is_reinstalled_from_it(project, tmp_path):
+    """An older setup's venv (pip, torch 2.13.0+cpu from another index): uv takes the local
+    version as satisfying torch==2.13.0 but has no hash for it; setup reinstalls from the lock."""
+    proj, env = project
+    subprocess.run([sys.executable, "-m", "venv", str(proj / ".venv")], check=True)
+    cpu = make_wheel(tmp_path / "cpu-index", "torch", "2.13.0+cpu")
+    subprocess.run([str(proj / ".venv/bin/python"), "-m", "pip", "install", "-q", "--no-deps",
+                    str(cpu)], check=True, capture_output=True)
+    assert installed(proj)["torch"] == "2.13.0+cpu"
+    done = make(proj, env, "setup")
+    assert done.returncode == 0, done.stderr
+    assert ("setup: .venv holds distributions installed outside this lock (`torch`); "
+            "reinstalling every pinned distribution from the lock") in done.stdout, done.stdout
+    got = installed(proj)
+    assert got["torch"] == "2.13.0" and got["triton"] == "3.7.1"
 
 
 def test_plain_pip_fallback_says_so_and_checks_hashes(project):
