@@ -12,7 +12,11 @@ from typing import Any
 SPEC = {"suites": ["triage", "general-guard", "safety", "format"],
         "versions": {"triage": "1.0", "general-guard": "1.0", "safety": "1.0", "format": "1.0"},
         "system_prompt": "triage it", "chat_template_sha": "abc", "few_shot": 0,
-        "max_new_tokens": 8, "limit": None, "data": {}, "code": "c0de", "prompt_hash": "p1"}
+        "max_new_tokens": 8, "limit": None, "data": {}, "prompt_hash": "p1",
+        "code": {"triage": "c0de", "general-guard": "9a8d", "safety": "5afe", "format": "f0e7"}}
+# A prompting arm as `make baseline` writes it: the primary suite alone, k examples.
+ARM_SPEC = {**SPEC, "suites": ["triage"], "versions": {"triage": "1.0"},
+            "code": {"triage": "c0de"}, "few_shot": 3, "prompt_hash": "p3"}
 MODEL = {"name": ".cache/tiny-base/tiny-llama-x", "sha": "s1"}
 CONFIG = {
     "meta": {"task": {"name": "triage", "kind": "classification"}},

@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from evalfakes import CONFIG, SPEC
+from evalfakes import ARM_SPEC, CONFIG, SPEC
 from scipy import stats
 
 from tunebook import cli
@@ -156,8 +156,7 @@ def test_the_tuned_model_is_compared_with_the_best_prompting_arm(make_run):
 
     run = make_run(scores([0.0] * N), scores([1.0] * 20 + [0.0] * 20))
     arm = write_eval(run.path.parent / "baseline" / "k3", {"triage": [1.0] * 12 + [0.0] * 28},
-                     kind="base", spec={**SPEC, "few_shot": 3, "suites": ["triage"],
-                                        "prompt_hash": "p3"}, prompt_salt="-3shot")
+                     kind="base", spec=ARM_SPEC, prompt_salt="-3shot")
     result = gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval",
                          {"3-shot": arm})
     assert result["base_arms"] == {"0-shot": 0.0, "3-shot": 0.3}
@@ -170,13 +169,19 @@ def test_the_tuned_model_is_compared_with_the_best_prompting_arm(make_run):
     assert result["test"] == gate.DECISION
 
 
-def test_an_arm_with_another_prompt_is_refused(make_run):
+@pytest.mark.parametrize(("change", "named"), [
+    ({"system_prompt": "other"}, "system_prompt"),
+    ({"code": {"triage": "0ther"}}, "suite triage scoring"),
+    ({"versions": {"triage": "2.0"}}, "suite triage version"),
+])
+def test_an_arm_with_another_prompt_or_scoring_is_refused(make_run, change, named):
+    """Only the examples may differ; the other suites' scoring is not the arm's business."""
     from evalfakes import write_eval
 
     run = make_run(scores([0.0] * N), scores([1.0] * N))
     arm = write_eval(run.path.parent / "baseline" / "k3", {"triage": [0.0] * N}, kind="base",
-                     spec={**SPEC, "few_shot": 3, "system_prompt": "other"})
-    with pytest.raises(UserError, match="differs from the baseline in system_prompt"):
+                     spec={**ARM_SPEC, **change})
+    with pytest.raises(UserError, match=f"differs from the baseline in {named};"):
         gate.decide(CONFIG, run.path.parent / "baseline" / "k1", run.path / "eval",
                     {"3-shot": arm})
 

@@ -126,6 +126,19 @@ def test_another_tasks_suite_is_refused_with_the_fix(capsys):
         evaluate.task_overrides(config, evaluate.task_manager())
 
 
+def test_a_prompting_arm_scores_its_suite_as_the_baseline_does():
+    """The 3-shot arm evaluates the primary suite alone: its scoring hash for that suite is the
+    0-shot baseline's, and only its prompts differ (ship_gate.check_arm compares them)."""
+    config = validate_recipe("tiny-lora-triage", None, axolotl=False).config
+    tokenizer = evaluate.load_tokenizer(str(twins.twin_dir("llama")))
+    base = evaluate.build_spec(config, tokenizer)
+    arm = evaluate.build_spec(evaluate.arm_config(config, 3), tokenizer)
+    assert set(base.code) == set(config["eval"]["suites"]) and list(arm.code) == ["triage"]
+    assert arm.code["triage"] == base.code["triage"]
+    assert len(set(base.code.values())) == len(base.code)  # each suite its own files
+    assert arm.prompt_hash != base.prompt_hash
+
+
 def _fake_run(tmp_path: Path, config: dict) -> Path:
     run = tmp_path / "runs" / "zz-mismatch" / "20260101-000000-beef"
     (run / "output").mkdir(parents=True)

@@ -55,7 +55,8 @@ class EvalSpec:
     max_new_tokens: int
     limit: int | None
     data: dict[str, str] = field(default_factory=dict)  # data file -> sha256
-    code: str = ""  # hash of the suites' files, the kind templates, the scorers and task keys
+    # suite -> hash of its files, the kind templates, the scorers and the task's keys
+    code: dict[str, str] = field(default_factory=dict)
 
     @property
     def prompt_hash(self) -> str:
@@ -155,22 +156,30 @@ def build_spec(config: dict[str, Any], tokenizer: Any, tm: Any | None = None) ->
         versions[over["task"]] = str((cfg.get("metadata") or {}).get("version", "none"))
         for p in over["dataset_kwargs"]["data_files"].values():
             data[paths.rel(p)] = paths.sha256(p)
-    code = hashlib.sha256()
-    suite_dirs = [Path(tm.task_index[over["task"]]["yaml_path"]).parent for over in overrides]
-    for suite_dir in [*suite_dirs, paths.EVAL_SUITES / KIND_TEMPLATES]:
-        for f in sorted(suite_dir.iterdir()):
-            if f.suffix in (".yaml", ".py"):
-                code.update(f.name.encode() + _code_bytes(f))
+    # What scores a suite: its own files, the kind templates, the scorers and the task's keys.
+    # Per suite, so that a prompting arm over the primary suite alone compares with the baseline.
+    shared = hashlib.sha256()
+    for f in sorted((paths.EVAL_SUITES / KIND_TEMPLATES).iterdir()):
+        if f.suffix in (".yaml", ".py"):
+            shared.update(f.name.encode() + _code_bytes(f))
     for module in ("scoring.py", "kinds.py"):
-        code.update(Path(__file__).with_name(module).read_bytes())
-    code.update(json.dumps(kinds.Scorer.from_config(config).signature(), sort_keys=True).encode())
+        shared.update(Path(__file__).with_name(module).read_bytes())
+    shared.update(json.dumps(kinds.Scorer.from_config(config).signature(),
+                             sort_keys=True).encode())
+    code = {}
+    for over in overrides:
+        h = shared.copy()
+        for f in sorted(Path(tm.task_index[over["task"]]["yaml_path"]).parent.iterdir()):
+            if f.suffix in (".yaml", ".py"):
+                h.update(f.name.encode() + _code_bytes(f))
+        code[over["task"]] = h.hexdigest()[:16]
     template = getattr(tokenizer, "chat_template", None) or ""
     ev = config["eval"]
     return EvalSpec(suites=list(ev["suites"]), versions=versions,
                     system_prompt=system_prompt(config), chat_template_sha=_sha(template)[:16],
                     few_shot=int(ev.get("few_shot") or 0), max_new_tokens=int(ev["max_new_tokens"]),
                     limit=ev.get("limit"), data=dict(sorted(data.items())),
-                    code=code.hexdigest()[:16])
+                    code=code)
 
 
 class _TaskLoader(yaml.SafeLoader):

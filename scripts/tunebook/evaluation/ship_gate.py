@@ -235,11 +235,13 @@ def check_arm(arm_dir: Path, base_dir: Path, name: str) -> None:
     """A prompting arm differs from the deployed baseline only in its examples."""
     arm, base = harness.read_meta(arm_dir), harness.read_meta(base_dir)
     a, b = arm["spec"], base["spec"]
-    same = ("system_prompt", "chat_template_sha", "max_new_tokens", "limit", "code")
+    same = ("system_prompt", "chat_template_sha", "max_new_tokens", "limit")
     diffs = [k for k in same if a.get(k) != b.get(k)]
     primary = a["suites"][0] if a.get("suites") else None
     if primary and a["versions"].get(primary) != b["versions"].get(primary):
         diffs.append(f"suite {primary} version")
+    if primary and (a.get("code") or {}).get(primary) != (b.get("code") or {}).get(primary):
+        diffs.append(f"suite {primary} scoring")
     if arm.get("model") != base.get("model"):
         diffs.append("model")
     if diffs:
