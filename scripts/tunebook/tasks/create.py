@@ -45,7 +45,6 @@ from tunebook.validate import validate_composed
 MIN_ROWS = 100  # usable rows after cleaning: at least 10 for each of val and test
 DEFAULT_MODEL = "mistral-7b-instruct-v0.2"  # the catalogue's 24 GB QLoRA choice
 SHIPPED_TASKS = ("triage", "support", "clauses", "support-pref")
-REGRESSION_SUITES = ("general-guard", "format", "edge-cases", "safety")
 _SLUG = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 SEQUENCE_LENS = (256, 512, 1024, 2048, 4096, 8192)
 
@@ -71,7 +70,7 @@ def check_name(name: str, *, force: bool = False) -> None:
         raise UserError(f"NAME={name!r}: expected a lower-case slug (letters, digits and "
                         "single hyphens, starting with a letter, at most 40 characters), "
                         "e.g. 'emails' or 'refund-requests'")
-    if name in SHIPPED_TASKS or name in REGRESSION_SUITES or name.startswith("tiny"):
+    if name in SHIPPED_TASKS or name in scaffold.regression_suites() or name.startswith("tiny"):
         raise UserError(f"NAME={name!r} is a shipped task or suite; choose another name")
     taken = [p for p in _paths_of(name) if p.exists()]
     if taken and not force:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import yaml
+
+from tunebook import paths
 from tunebook.evaluation.kinds import PRIMARY_METRIC, VALIDITY_METRIC
 
 # The ship policy a new task starts with, per kind: the smallest absolute gain of the primary
@@ -68,7 +72,14 @@ class TaskSpec:
 
     @property
     def suites(self) -> str:
-        return f"{self.name}, general-guard, format, edge-cases, safety"
+        return ", ".join((self.name, *regression_suites()))
+
+
+@cache
+def regression_suites() -> tuple[str, ...]:
+    """The regression suites every task shares, as ``recipes/task/_regression.yaml`` lists them."""
+    shared = yaml.safe_load((paths.RECIPES / "task" / "_regression.yaml").read_text())
+    return tuple(shared["eval"]["suites"])
 
 
 def system_prompt(spec: TaskSpec, schema: dict[str, Any] | None = None) -> str:
