@@ -133,6 +133,11 @@ def as_typed(item: str) -> str:
     return item[2:] if item.startswith("++") else item
 
 
+def typed_line(items: Sequence[str] | None) -> str:
+    """Recorded overrides as one line the way a user types them (a report, an MLflow tag)."""
+    return " ".join(as_typed(item) for item in items or [])
+
+
 def _axolotl_key(dotted: str) -> bool:
     """Whether ``dotted`` is ``axolotl.<key>[.<sub>...]`` with a key Axolotl's schema knows."""
     section, _, rest = dotted.partition(".")

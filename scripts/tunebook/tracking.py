@@ -104,6 +104,8 @@ def create_run(run_dir: RunDir, config: dict[str, Any], *,
     Returns the run id, which is also recorded in the manifest (``mlflow_run_id``)."""
     from mlflow.entities import Param, RunTag
 
+    from tunebook.compose import typed_line
+
     client = _client()
     exp_id = _experiment_id(client)
     manifest = run_dir.manifest()
@@ -124,8 +126,9 @@ def create_run(run_dir: RunDir, config: dict[str, Any], *,
     params = [Param(k, v) for k, v in sorted(flatten(redact(config)).items())]
     for i in range(0, len(params), BATCH):
         client.log_batch(run_id, params=params[i:i + BATCH])
+    # The manifest keeps the ``++`` that composition added; the tag shows them as typed.
     client.log_batch(run_id, tags=[RunTag(f"{TAG}overrides",
-                                          " ".join(manifest.get("overrides") or []))])
+                                          typed_line(manifest.get("overrides")))])
     run_dir.update_manifest(mlflow_run_id=run_id, mlflow_experiment=experiment_name(),
                             mlflow_tracking_uri=safe_uri(tracking_uri()))
     return run_id

@@ -32,7 +32,9 @@ def make_run(tmp_path: Path):
         (run_path / "axolotl.yaml").write_text(yaml.safe_dump(
             {"base_model": "/nowhere/base", "output_dir": str(run_path / "output")}))
         (run_path / "manifest.json").write_text(json.dumps({
-            "recipe": "tiny-lora-triage", "run_id": run_path.name, "overrides": [],
+            "recipe": "tiny-lora-triage", "run_id": run_path.name,
+            # as composition records them: ``++`` added to a key no recipe file sets
+            "overrides": ["++axolotl.max_steps=1", "axolotl.lora_r=8"],
             "created": "2026-01-01T00:00:00", "git": {"sha": "deadbeef", "dirty": False},
             "packages": {"lm_eval": "0.4.11"}, "hardware": {"cpu_count": 2, "gpus": []},
             "data_files": {"data-templates/datasets/triage/train.jsonl": "ab" * 32},

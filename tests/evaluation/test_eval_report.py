@@ -103,6 +103,8 @@ def test_markdown_twin(reported):
     assert md.startswith("# tiny-lora-triage")
     assert "**passed**: data-check: train 544. PASSED." in md
     assert "**Verdict: SHIP**" in md
+    # provenance gives the overrides the way a user types them to reproduce the run
+    assert "| overrides | axolotl.max_steps=1 axolotl.lora_r=8 |" in md
     assert re.search(r"\| triage \| acc \| primary \| 40 \| 0\.000 \| 0\.500 \| \+0\.500 \|", md)
     for png in ("report-loss.png", "report-deltas.png"):
         assert f"]({png})" in md

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebook import paths, tracking
+from tunebook.compose import typed_line
 from tunebook.evaluation import harness, kinds, ship_gate
 from tunebook.evaluation.review import doc_prompt, doc_reference, output_of
 from tunebook.rundir import RunDir
@@ -202,7 +203,7 @@ def _provenance(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     pk = manifest.get("packages") or {}
     return [
         ("recipe", str(manifest.get("recipe"))), ("run", str(manifest.get("run_id"))),
-        ("overrides", " ".join(manifest.get("overrides") or []) or "none"),
+        ("overrides", typed_line(manifest.get("overrides")) or "none"),
         ("created", str(manifest.get("created"))),
         ("git", f"{git.get('sha')} {'(dirty)' if git.get('dirty') else ''}".strip()),
         ("hardware", f"{hw.get('platform')}, {hw.get('cpu_count')} CPUs, {hw.get('memory_gb')} "
