@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
+from tunebook import env
 from tunebook.commands import data, evaluation, plan, recipes, tracking, training
 from tunebook.errors import TunebookError
 
@@ -102,6 +103,7 @@ def build_parser(commands: tuple[Command, ...] = COMMANDS) -> argparse.ArgumentP
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.hush_library_notices()
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)

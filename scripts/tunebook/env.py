@@ -50,6 +50,16 @@ def user_hub_offline() -> bool:
                for key in HUB_OFFLINE if key not in _ADDED)
 
 
+def hush_library_notices() -> None:
+    """Drop notices addressed to library authors, not to tunebook's users, in every process
+    tunebook runs: torchao 0.17 registers Enum types with torch's pytree, which torch 2.13 logs
+    as deprecated (two ``W... _pytree.py`` lines) each time transformers or peft is imported.
+    Only that logger, and only below ERROR; every other warning still shows."""
+    import logging
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+
 def quiet_environment() -> None:
     """For our own process: no telemetry, nothing fetched while checking and building."""
     for key, value in OFFLINE.items():

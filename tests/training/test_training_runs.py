@@ -103,6 +103,13 @@ def test_same_recipe_data_and_seed_give_a_bit_identical_adapter(two_short_runs):
     assert sha(a / "output" / name) == sha(b / "output" / name)
 
 
+def test_the_train_log_holds_no_notice_meant_for_library_authors(two_short_runs):
+    run, _ = two_short_runs
+    log = (run / "train.log").read_text()
+    assert "train_runtime" in log  # the trainer's own lines are there
+    assert "_pytree.py" not in log  # torch's Enum-registration deprecation (env.py)
+
+
 def test_manifest_records_the_run_and_never_a_secret(two_short_runs):
     run, _ = two_short_runs
     m = manifest(run)

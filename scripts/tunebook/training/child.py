@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunebook import env
 from tunebook.axolotl_schema import rejection
 
 RESULT_FILE = "result.json"  # written into the run directory
@@ -37,6 +38,7 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume-from", default=None)
     args = parser.parse_args(argv)
     sys.argv = [sys.argv[0]]  # Axolotl parses its own CLI flags from sys.argv
+    env.hush_library_notices()
 
     import torch
 
