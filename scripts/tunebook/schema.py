@@ -220,6 +220,27 @@ class Eval(_Strict):
         return self
 
 
+def deepspeed_config(value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """``axolotl.deepspeed`` parsed (a JSON file under the repository, or an inline mapping), or
+    the problem reading it; validation reports the problem, the planner reads the ZeRO stage."""
+    import json
+
+    from tunebook import paths
+
+    if isinstance(value, dict) or not value:
+        return value or None, None
+    try:
+        config = json.loads((paths.ROOT / str(value)).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"{value} does not exist; point it to a file in recipes/launcher/deepspeed/"
+    except json.JSONDecodeError as e:
+        return None, f"{value}:{e.lineno}: malformed JSON ({e.msg}); fix the file"
+    if not isinstance(config, dict):
+        return None, f"{value}: expected a JSON object of DeepSpeed settings, got " \
+                     f"{type(config).__name__}; fix the file"
+    return config, None
+
+
 class Launcher(_Strict):
     name: str
     kind: Literal["single", "ddp", "deepspeed", "fsdp"]

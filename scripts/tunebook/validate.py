@@ -330,19 +330,7 @@ def chat_data_needs_template(r: schema.Recipe) -> Iterator[Finding]:
 
 def deepspeed_json(r: schema.Recipe) -> tuple[dict[str, Any] | None, str | None]:
     """The DeepSpeed config the recipe points to, parsed, or the problem reading it."""
-    import json
-
-    from tunebook import paths
-
-    value = r.axolotl.get("deepspeed")
-    if isinstance(value, dict) or not value:
-        return value or None, None
-    try:
-        return json.loads((paths.ROOT / str(value)).read_text(encoding="utf-8")), None
-    except FileNotFoundError:
-        return None, f"{value} does not exist; point it to a file in recipes/launcher/deepspeed/"
-    except json.JSONDecodeError as e:
-        return None, f"{value}:{e.lineno}: malformed JSON ({e.msg}); fix the file"
+    return schema.deepspeed_config(r.axolotl.get("deepspeed"))
 
 
 @rule

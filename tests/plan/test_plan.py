@@ -17,7 +17,7 @@ from tunebook.errors import UserError
 from tunebook.plan.activations import layer_activation_bytes
 from tunebook.plan.arch import Arch, lora_params
 from tunebook.plan.estimate import Plan, estimate, peak_gb
-from tunebook.plan.settings import evaluations, settings_from
+from tunebook.plan.settings import deepspeed_stage, evaluations, settings_from
 from tunebook.plan.throughput import flops_per_token
 
 GIB = 2**30
@@ -170,6 +170,36 @@ def test_sharding_zero2_zero3_ddp_and_offload():
         mistral(kind="full", optimizer="adamw_torch"), "a100-80g", suggest=False),
         "optimizer states")
     assert full_single.gpus == 1
+
+
+def test_the_stage_deepspeed_runs_is_read_from_its_json(tmp_path):
+    total = P_LIN + P_EMB + P_OTH
+    zero1 = tmp_path / "zero1.json"
+    zero1.write_text('{"zero_optimization": {"stage": 1}, "bf16": {"enabled": "auto"}}')
+    # the flags a user copies from deepspeed-zero2.yaml say "optimizer sharded"; the file says 1
+    z1 = estimate(mistral(kind="full", optimizer="adamw_torch", deepspeed=str(zero1),
+                          launcher={"kind": "deepspeed", "gpus_per_node": 4,
+                                    "shards_optimizer": True}), "a100-80g", suggest=False)
+    assert term(z1, "gradients") == pytest.approx(total * 2 / GIB)  # ZeRO-1: not sharded
+    assert term(z1, "optimizer states") == pytest.approx(total * 12 / 4 / GIB)
+    zero1.write_text("{not json")
+    for text, problem in (("{not json", r"zero1.json:1: malformed JSON"),
+                          ("[1]", r"zero1.json: expected a JSON object"),
+                          ('{"zero_optimization": {"stage": 4}}', r"stage is 4 in")):
+        zero1.write_text(text)
+        with pytest.raises(UserError, match=problem):
+            estimate(mistral(kind="full", deepspeed=str(zero1),
+                             launcher={"kind": "deepspeed", "gpus_per_node": 4}), "a100-80g",
+                     suggest=False)
+
+
+@pytest.mark.parametrize("launcher", ["deepspeed-zero2", "deepspeed-zero3",
+                                      "deepspeed-zero3-offload"])
+def test_shipped_deepspeed_launchers_describe_the_stage_their_json_runs(launcher):
+    config = compose_recipe("llama8b-lora-support", [f"launcher={launcher}"]).config
+    flags = config["launcher"]
+    by_flags = 3 if flags.get("shards_weights") else 2 if flags.get("shards_optimizer") else 0
+    assert deepspeed_stage(config["axolotl"]["deepspeed"]) == by_flags
 
 
 def test_activations_checkpoints_layer_and_logits():

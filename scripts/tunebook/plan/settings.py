@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunebook import gpus
+from tunebook import gpus, schema
 from tunebook.errors import UserError
 from tunebook.plan.arch import Arch
 
@@ -62,6 +62,22 @@ class Settings:
                 and self.dtype_bytes == 2)
 
 
+def deepspeed_stage(ref: Any) -> int | None:
+    """``zero_optimization.stage`` of the DeepSpeed config ``axolotl.deepspeed`` gives: the
+    stage DeepSpeed will run. The launcher's ``shards_*`` flags only describe it, and cannot
+    tell ZeRO-1 (optimizer states sharded) from ZeRO-2 (gradients too). None without one."""
+    config, problem = schema.deepspeed_config(ref)
+    if problem:
+        raise UserError(f"axolotl.deepspeed: {problem}")
+    if config is None:
+        return None
+    stage = (config.get("zero_optimization") or {}).get("stage", 0)  # DeepSpeed's default
+    if stage not in (0, 1, 2, 3) or isinstance(stage, bool):
+        raise UserError(f"axolotl.deepspeed: zero_optimization.stage is {stage!r} in {ref}; "
+                        "DeepSpeed knows 0, 1, 2 and 3")
+    return int(stage)
+
+
 def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | None = None,
                   framework: dict[str, Any] | None = None) -> Settings:
     """Resolve the recipe's training settings; ``framework`` holds knobs of non-Axolotl stacks
@@ -109,6 +125,8 @@ def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | No
     if n < 1:
         raise UserError(f"--gpus must be at least 1, got {n}")
     stage = launcher.get("zero_stage")
+    if stage is None and lkind == "deepspeed":
+        stage = deepspeed_stage(ax.get("deepspeed"))
     if stage is None:
         if lkind in {"deepspeed", "fsdp"}:
             stage = (3 if launcher.get("shards_weights") else
