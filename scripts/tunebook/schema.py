@@ -222,7 +222,8 @@ class Eval(_Strict):
 
 def deepspeed_config(value: Any) -> tuple[dict[str, Any] | None, str | None]:
     """``axolotl.deepspeed`` parsed (a JSON file under the repository, or an inline mapping), or
-    the problem reading it; validation reports the problem, the planner reads the ZeRO stage."""
+    the problem with it (missing, malformed, not an object, a ZeRO stage DeepSpeed does not
+    know); validation reports the problem, the planner reads the stage (``zero_stage``)."""
     import json
 
     from tunebook import paths
@@ -238,7 +239,17 @@ def deepspeed_config(value: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(config, dict):
         return None, f"{value}: expected a JSON object of DeepSpeed settings, got " \
                      f"{type(config).__name__}; fix the file"
+    stage = (config.get("zero_optimization") or {}).get("stage", 0)
+    if stage not in (0, 1, 2, 3) or isinstance(stage, bool):
+        return None, (f"zero_optimization.stage is {stage!r} in {value}; "
+                      "DeepSpeed knows 0, 1, 2 and 3")
     return config, None
+
+
+def zero_stage(config: dict[str, Any]) -> int:
+    """The ZeRO stage of a DeepSpeed config that ``deepspeed_config`` accepted (0 when unset,
+    as in DeepSpeed)."""
+    return int((config.get("zero_optimization") or {}).get("stage", 0))
 
 
 class Launcher(_Strict):

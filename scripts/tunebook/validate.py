@@ -328,11 +328,6 @@ def chat_data_needs_template(r: schema.Recipe) -> Iterator[Finding]:
 
 # Launcher rules (scale-out): what DeepSpeed, FSDP2 and Axolotl 0.19.0 accept together.
 
-def deepspeed_json(r: schema.Recipe) -> tuple[dict[str, Any] | None, str | None]:
-    """The DeepSpeed config the recipe points to, parsed, or the problem reading it."""
-    return schema.deepspeed_config(r.axolotl.get("deepspeed"))
-
-
 @rule
 def launcher_matches_axolotl(r: schema.Recipe) -> Iterator[Finding]:
     """``launcher.kind`` and the Axolotl keys that select the same strategy must agree."""
@@ -363,13 +358,13 @@ def launcher_matches_axolotl(r: schema.Recipe) -> Iterator[Finding]:
 @rule
 def deepspeed_file_matches_launcher(r: schema.Recipe) -> Iterator[Finding]:
     """The JSON's ZeRO stage and offload must match ``launcher:`` (the planner reads them)."""
-    cfg, problem = deepspeed_json(r)
+    cfg, problem = schema.deepspeed_config(r.axolotl.get("deepspeed"))
     if problem:
         yield Finding("error", "axolotl.deepspeed", problem)
     if cfg is None:
         return
     zero = cfg.get("zero_optimization") or {}
-    stage = int(zero.get("stage", 0))
+    stage = schema.zero_stage(cfg)
     offloads = any((zero.get(k) or {}).get("device", "none") != "none"
                    for k in ("offload_optimizer", "offload_param"))
     lk = r.launcher

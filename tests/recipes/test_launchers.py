@@ -12,6 +12,7 @@ import pytest
 
 from tunebook import compose, paths, validate
 from tunebook.errors import UserError
+from tunebook.plan.settings import deepspeed_stage
 
 LAUNCHERS = compose.group_options("launcher")
 METHODS = compose.group_options("method")
@@ -71,6 +72,10 @@ def test_deepspeed_json_matches_launcher_flags(launcher: str):
     ds = json.loads((paths.ROOT / cfg["axolotl"]["deepspeed"]).read_text())
     zero = ds["zero_optimization"]
     assert (zero["stage"] == 3) == cfg["launcher"].get("shards_weights", False)
+    # the flags describe the stage the planner reads from the file (ZeRO-1 has no flag of its own)
+    flags = cfg["launcher"]
+    by_flags = 3 if flags.get("shards_weights") else 2 if flags.get("shards_optimizer") else 0
+    assert deepspeed_stage(cfg["axolotl"]["deepspeed"]) == zero["stage"] == by_flags
     assert ("offload_param" in zero) == cfg["launcher"].get("offload", False)
     # batch sizes come from the recipe, never from the JSON
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
@@ -139,15 +144,22 @@ def test_invalid_combination_names_key_and_fix(recipe, overrides, key, fragment)
     assert key in msg and fragment in msg, msg
 
 
-def test_malformed_deepspeed_json_names_line(tmp_path, monkeypatch):
-    bad = paths.ROOT / "recipes" / "launcher" / "deepspeed" / "_test_bad.json"
-    bad.write_text('{\n  "zero_optimization": {\n    "stage": 3,\n  }\n}\n')
+@pytest.mark.parametrize(("name", "text", "fragment"), [
+    ("_test_bad.json", '{\n  "zero_optimization": {\n    "stage": 3,\n  }\n}\n',
+     "_test_bad.json:4: malformed JSON"),
+    ("_test_bad_stage.json", '{"zero_optimization": {"stage": 5}}',
+     "zero_optimization.stage is 5 in"),
+])
+def test_malformed_deepspeed_json_names_line(name, text, fragment):
+    # one file per case: xdist may run the cases at once
+    bad = paths.ROOT / "recipes" / "launcher" / "deepspeed" / name
+    bad.write_text(text)
     try:
         msg = _error("llama8b-lora-support",
                      f"launcher=deepspeed-zero3 axolotl.deepspeed={paths.rel(bad)}")
     finally:
         bad.unlink()
-    assert "_test_bad.json:4: malformed JSON" in msg
+    assert fragment in msg
 
 
 def test_full_dpo_under_zero3_warns_about_reference_model():

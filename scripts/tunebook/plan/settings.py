@@ -69,13 +69,7 @@ def deepspeed_stage(ref: Any) -> int | None:
     config, problem = schema.deepspeed_config(ref)
     if problem:
         raise UserError(f"axolotl.deepspeed: {problem}")
-    if config is None:
-        return None
-    stage = (config.get("zero_optimization") or {}).get("stage", 0)  # DeepSpeed's default
-    if stage not in (0, 1, 2, 3) or isinstance(stage, bool):
-        raise UserError(f"axolotl.deepspeed: zero_optimization.stage is {stage!r} in {ref}; "
-                        "DeepSpeed knows 0, 1, 2 and 3")
-    return int(stage)
+    return None if config is None else schema.zero_stage(config)
 
 
 def settings_from(config: dict[str, Any], gpu: gpus.GPU, gpus_override: int | None = None,
