@@ -228,20 +228,25 @@ def deepspeed_config(value: Any) -> tuple[dict[str, Any] | None, str | None]:
 
     from tunebook import paths
 
-    if isinstance(value, dict) or not value:
-        return value or None, None
-    try:
-        config = json.loads((paths.ROOT / str(value)).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, f"{value} does not exist; point it to a file in recipes/launcher/deepspeed/"
-    except json.JSONDecodeError as e:
-        return None, f"{value}:{e.lineno}: malformed JSON ({e.msg}); fix the file"
+    if not value:
+        return None, None
+    if isinstance(value, dict):
+        config: Any = value
+    else:
+        try:
+            config = json.loads((paths.ROOT / str(value)).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, (f"{value} does not exist; point it to a file in "
+                          "recipes/launcher/deepspeed/")
+        except json.JSONDecodeError as e:
+            return None, f"{value}:{e.lineno}: malformed JSON ({e.msg}); fix the file"
     if not isinstance(config, dict):
         return None, f"{value}: expected a JSON object of DeepSpeed settings, got " \
                      f"{type(config).__name__}; fix the file"
     stage = (config.get("zero_optimization") or {}).get("stage", 0)
     if stage not in (0, 1, 2, 3) or isinstance(stage, bool):
-        return None, (f"zero_optimization.stage is {stage!r} in {value}; "
+        where = "the inline axolotl.deepspeed" if isinstance(value, dict) else value
+        return None, (f"zero_optimization.stage is {stage!r} in {where}; "
                       "DeepSpeed knows 0, 1, 2 and 3")
     return config, None
 
